@@ -1,0 +1,173 @@
+package llmtest
+
+import (
+	"fmt"
+	"net/http"
+)
+
+// Defaults of the server's settings; each [Option] documents the one it changes.
+const (
+	DefaultChunks             = 5
+	DefaultChunkText          = "hello "
+	DefaultEmbeddingDimension = 16
+	DefaultMaxBodyBytes       = 8 << 20
+	DefaultSeed               = 1
+)
+
+// DefaultModels returns the model ids GET /v1/models lists unless [WithModels] says
+// otherwise: gpt-4o-mini, gpt-3.5-turbo-instruct and text-embedding-3-small.
+func DefaultModels() []string {
+	return []string{"gpt-4o-mini", "gpt-3.5-turbo-instruct", "text-embedding-3-small"}
+}
+
+// maxEmbeddingDimension bounds the vector size a request or option may ask for.
+const maxEmbeddingDimension = 16384
+
+// An Option configures a [Server] at construction. Options that receive an invalid value
+// make the constructor panic with a message naming the option and the value, as httptest
+// panics on a server it cannot start: both are programming errors in a test.
+type Option interface {
+	apply(*config)
+}
+
+type optionFunc func(*config)
+
+func (f optionFunc) apply(c *config) { f(c) }
+
+type config struct {
+	seed          uint64
+	phase         Phase
+	latency       Distribution
+	interval      Distribution
+	chunks        int
+	chunkText     string
+	dimension     int
+	maxBody       int64
+	models        []string
+	checkModels   bool
+	middleware    []func(http.Handler) http.Handler
+	maxRecords    int
+	invalidOption string
+}
+
+func defaultConfig() config {
+	return config{
+		seed:      DefaultSeed,
+		chunks:    DefaultChunks,
+		chunkText: DefaultChunkText,
+		dimension: DefaultEmbeddingDimension,
+		maxBody:   DefaultMaxBodyBytes,
+		models:    DefaultModels(),
+	}
+}
+
+func (c *config) invalid(format string, args ...any) {
+	if c.invalidOption == "" {
+		c.invalidOption = fmt.Sprintf(format, args...)
+	}
+}
+
+// WithSeed seeds the random sources of [Rule.Probability] draws and latency
+// [Distribution]s (default [DefaultSeed]). Two servers with the same seed, options and
+// request order make the same choices.
+func WithSeed(seed uint64) Option {
+	return optionFunc(func(c *config) { c.seed = seed })
+}
+
+// WithPhase sets the phase the server starts in (default: no rules, no faults).
+func WithPhase(p Phase) Option {
+	return optionFunc(func(c *config) {
+		if err := p.Validate(); err != nil {
+			c.invalid("WithPhase: %v", err)
+		}
+		c.phase = p
+	})
+}
+
+// WithRules starts the server in an unnamed phase holding rules; see [Phase].
+func WithRules(rules ...Rule) Option {
+	return WithPhase(Phase{Rules: rules})
+}
+
+// WithLatency delays every response, before its status and headers, by a duration drawn
+// from d (default: no delay). The delay ends early if the client gives up.
+func WithLatency(d Distribution) Option {
+	return optionFunc(func(c *config) { c.latency = d })
+}
+
+// WithChunkInterval waits a duration drawn from d before each content chunk of a stream
+// (default: no wait), so that the time to the first content chunk is latency + one interval.
+func WithChunkInterval(d Distribution) Option {
+	return optionFunc(func(c *config) { c.interval = d })
+}
+
+// WithChunks sets the completion every chat and text completion returns: n content chunks
+// (default [DefaultChunks]), each holding text (default [DefaultChunkText]). A non-streamed
+// completion's content is the n texts joined. n may be 0; n must not be negative.
+func WithChunks(n int, text string) Option {
+	return optionFunc(func(c *config) {
+		if n < 0 {
+			c.invalid("WithChunks: n %d is negative", n)
+		}
+		c.chunks, c.chunkText = n, text
+	})
+}
+
+// WithEmbeddingDimension sets the length of embedding vectors (default
+// [DefaultEmbeddingDimension], at most 16384). A request's "dimensions" field overrides it.
+func WithEmbeddingDimension(n int) Option {
+	return optionFunc(func(c *config) {
+		if n < 1 || n > maxEmbeddingDimension {
+			c.invalid("WithEmbeddingDimension: %d is outside 1 to %d", n, maxEmbeddingDimension)
+		}
+		c.dimension = n
+	})
+}
+
+// WithMaxBodyBytes caps the request body (after any gzip decoding) at n bytes (default
+// [DefaultMaxBodyBytes]); a larger body gets 413 with an OpenAI-shaped error.
+func WithMaxBodyBytes(n int64) Option {
+	return optionFunc(func(c *config) {
+		if n < 1 {
+			c.invalid("WithMaxBodyBytes: %d is not positive", n)
+		}
+		c.maxBody = n
+	})
+}
+
+// WithModels sets the model ids GET /v1/models lists (default [DefaultModels]) and makes
+// the server check the "model" of every request: an unknown model gets 404 with the
+// "model_not_found" error, as the OpenAI API answers. Without this option any model is
+// accepted.
+func WithModels(ids ...string) Option {
+	return optionFunc(func(c *config) {
+		c.models = append([]string(nil), ids...)
+		c.checkModels = true
+	})
+}
+
+// WithMiddleware wraps the server's handler in mw (the first given is the outermost), for
+// example to decode request encodings other than gzip. [Server.Handler] returns the wrapped
+// handler.
+func WithMiddleware(mw ...func(http.Handler) http.Handler) Option {
+	return optionFunc(func(c *config) {
+		for i, m := range mw {
+			if m == nil {
+				c.invalid("WithMiddleware: middleware %d is nil", i)
+			}
+		}
+		c.middleware = append(c.middleware, mw...)
+	})
+}
+
+// WithMaxRecords keeps only the n most recent request records (default 0: keep them all),
+// so that a long benchmark does not grow without bound. [Request.Seq] still counts every
+// request.
+func WithMaxRecords(n int) Option {
+	return optionFunc(func(c *config) {
+		if n < 0 {
+			c.invalid("WithMaxRecords: %d is negative", n)
+		}
+		c.maxRecords = n
+	})
+}

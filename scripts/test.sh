@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# The one test command for the whole repository: every Go module in it is vetted, then tested
+# with the race detector. Fuzz targets run briefly as a smoke test (FUZZTIME, default 5s each),
+# and the mesh benchmark harness runs in its quick mode when the benchmarks module exists.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+fuzztime=${FUZZTIME:-5s}
+modules=(.)
+[ -f benchmarks/go.mod ] && modules+=(benchmarks)
+
+for mod in "${modules[@]}"; do
+  echo "== go vet ($mod)"
+  (cd "$mod" && go vet ./...)
+done
+
+for mod in "${modules[@]}"; do
+  echo "== go test -race ($mod)"
+  (cd "$mod" && go test -race -count=1 -timeout 15m ./...)
+done
+
+# Each fuzz target gets a short run; go test -fuzz takes one target in one package at a time.
+if [ "$fuzztime" != "0" ]; then
+  while IFS= read -r line; do
+    file=${line%%:*}
+    name=$(sed -E 's/^func (Fuzz[A-Za-z0-9_]+).*/\1/' <<<"${line#*:}")
+    pkg=./$(dirname "$file")
+    echo "== fuzz $pkg $name ($fuzztime)"
+    go test -run '^$' -fuzz "^${name}\$" -fuzztime "$fuzztime" "$pkg"
+  done < <(git ls-files '*_test.go' | grep -v '^benchmarks/' | xargs -r grep -H -E '^func Fuzz[A-Za-z0-9_]+\(' || true)
+fi
+
+if [ -d benchmarks/cmd/meshbench ]; then
+  echo "== meshbench -quick"
+  (cd benchmarks && go run ./cmd/meshbench -quick -out "${TMPDIR:-/tmp}/meshbench-smoke")
+fi
+echo "all checks passed"
