@@ -1,0 +1,396 @@
+package breaker
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+)
+
+// Do runs fn under p: the overall time limiter, then retries (within the retry
+// budget), then the circuit breaker, then the per-try time limiter, then fn:
+//
+//	Timeout ( retry+budget ( breaker ( PerTryTimeout ( fn ) ) ) )
+//
+// Each attempt gets its own ctx, derived from the caller's, carrying the
+// earlier of the per-try and overall deadlines; it is cancelled when the
+// attempt ends (for the last attempt, as Do returns), so a value fn returns
+// must not depend on that ctx staying alive.
+//
+// Do returns fn's value and a nil error on success. On failure it returns the
+// last attempt's value (the zero value if the last attempt was abandoned by
+// the time limiter or the breaker rejected the first one) with an [*Error]
+// that wraps the last attempt's error, counts the attempts and gives the
+// reason. Values of earlier attempts are dropped; fn should release anything
+// a value holds (an HTTP body, say) before returning it with an error, or
+// make it safe to drop.
+//
+// Retries: every error is retried, with full-jitter backoff, except the
+// caller's own cancellation and errors the classifier calls not retryable. A
+// call the breaker rejects ([ErrOpen]) is not retried. A Retry-After hint is
+// honoured (the wait is the larger of the backoff and the hint) up to
+// MaxRetryAfter; a longer hint stops with [ErrRetryAfterTooLong]. A retry is
+// made only if its wait plus MinTryTime ends by the deadline (the caller's
+// ctx deadline or the overall Timeout); otherwise Do stops at once with
+// [ErrDeadlineTooShort] and never sleeps past the deadline. Mesh signals in
+// the verdict: MeshRetried stops with [ErrMeshRetried], NoHealthyUpstream with
+// [ErrNoHealthyUpstream], Overloaded makes the wait at least the hint and at
+// least the un-jittered backoff interval. A retry over the retry budget stops
+// with [ErrBudgetExhausted].
+//
+// Time limiter: when a Timeout or PerTryTimeout applies, fn runs on its own
+// goroutine and Do returns at the deadline even if fn ignores its ctx. The
+// abandoned goroutine is left to finish on its own; its result is discarded.
+// The next attempt may start while it still runs, so fn must then be safe to
+// run concurrently with itself. A panic in fn is never swallowed: while Do
+// waits it is raised again in Do; after Do has returned it is raised on fn's
+// goroutine (and ends the program, as any unrecovered panic would). When no
+// time limit applies, fn runs on the caller's goroutine and must honour ctx
+// itself to be cut short.
+//
+// Do is safe for concurrent use; p's window, budget and hooks are shared by
+// all its calls.
+func Do[T any](ctx context.Context, p *Policy, fn func(context.Context) (T, error)) (T, error) {
+	c := p.begin(ctx)
+	defer p.end(&c)
+	var (
+		val  T
+		last error
+		v    Verdict
+	)
+	for attempt := 1; ; attempt++ {
+		err, av, ran := runAttempt(ctx, p, &c, fn, &val)
+		if !ran {
+			return val, &Error{Attempts: attempt - 1, Last: last, Verdict: v, Reason: ErrOpen, RetryAfter: v.RetryAfter}
+		}
+		if err == nil {
+			return val, nil
+		}
+		last, v = err, av
+		if e := p.retry(ctx, &c, attempt, err, &v); e != nil {
+			return val, e
+		}
+	}
+}
+
+// call is the state of one Do call.
+type call struct {
+	start       time.Time     // set only when a time limit applies
+	overall     time.Time     // the overall deadline; zero = none
+	perTry      time.Duration // 0 = none
+	maxAttempts int
+	timed       bool // fn runs on its own goroutine
+	retried     bool // a retry has happened
+	retrying    bool // counted in Policy.retrying
+	bo          *backoff.ExponentialBackOff
+}
+
+func (p *Policy) begin(ctx context.Context) call {
+	c := call{perTry: p.s.perTryTimeout, maxAttempts: p.s.maxAttempts}
+	timeout := p.s.timeout
+	if o, ok := ctx.Value(overridesKey{}).(Overrides); ok {
+		switch {
+		case o.Timeout < 0:
+			timeout = 0
+		case o.Timeout > 0:
+			timeout = o.Timeout
+		}
+		switch {
+		case o.PerTryTimeout < 0:
+			c.perTry = 0
+		case o.PerTryTimeout > 0:
+			c.perTry = o.PerTryTimeout
+		}
+		switch {
+		case o.MaxAttempts < 0:
+			c.maxAttempts = 1
+		case o.MaxAttempts > 0:
+			c.maxAttempts = o.MaxAttempts
+		}
+	}
+	c.timed = timeout > 0 || c.perTry > 0
+	if c.timed {
+		c.start = time.Now()
+		if timeout > 0 {
+			c.overall = c.start.Add(timeout)
+		}
+	}
+	p.inflight.Add(1)
+	return c
+}
+
+func (p *Policy) end(c *call) {
+	p.inflight.Add(-1)
+	if c.retrying {
+		p.retrying.Add(-1)
+	}
+}
+
+// runAttempt runs one attempt through the breaker. ran is false when the
+// breaker rejected it.
+func runAttempt[T any](ctx context.Context, p *Policy, c *call, fn func(context.Context) (T, error), val *T) (err error, v Verdict, ran bool) {
+	// The closure does not escape: gobreaker only calls it.
+	_, _ = p.cb.Execute(func() (struct{}, error) {
+		ran = true
+		p.flushEvents() // an open -> half-open transition, before the trial runs
+		var slow bool
+		err, v, slow = runTry(ctx, p, c, fn, val)
+		if err == nil {
+			return struct{}{}, codeFor(OutcomeSuccess, slow)
+		}
+		return struct{}{}, codeFor(v.Outcome, slow)
+	})
+	p.flushEvents()
+	return err, v, ran
+}
+
+var timeoutVerdict = Verdict{Outcome: OutcomeFailure, Retryable: true, Class: ClassTimeout}
+
+// runTry runs fn once under the per-try time limiter and classifies the result.
+func runTry[T any](ctx context.Context, p *Policy, c *call, fn func(context.Context) (T, error), val *T) (err error, v Verdict, slow bool) {
+	if !c.timed {
+		// Without deadlines to compute, the duration is measured as offsets
+		// from p.created: time.Since reads only the monotonic clock, which is
+		// cheaper than time.Now.
+		t0 := time.Since(p.created)
+		actx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		*val, err = fn(actx)
+		slow = time.Since(p.created)-t0 > p.s.slowDuration
+	} else {
+		start := c.start // the first attempt starts with the call
+		if c.retried {
+			start = time.Now()
+		}
+		err = runTimed(ctx, p, c, fn, val, start)
+		slow = time.Since(start) > p.s.slowDuration
+	}
+	if err == nil {
+		return nil, Verdict{}, slow
+	}
+	switch {
+	case err == ErrPerTryTimeout || err == ErrTimeout:
+		v = timeoutVerdict
+	case ctx.Err() == context.Canceled:
+		// The caller cancelled: whatever fn made of it, it is not the
+		// upstream's failure.
+		v = p.s.classifier(err)
+		v.Outcome, v.Retryable, v.Class = OutcomeExcluded, false, ClassCanceled
+	default:
+		v = p.s.classifier(err)
+	}
+	return err, v, slow
+}
+
+// runTimed runs fn on its own goroutine and waits for it, the attempt's
+// deadline or the caller's ctx, whichever comes first.
+func runTimed[T any](ctx context.Context, p *Policy, c *call, fn func(context.Context) (T, error), val *T, start time.Time) error {
+	deadline, cause := c.overall, ErrTimeout
+	if c.perTry > 0 {
+		if d := start.Add(c.perTry); deadline.IsZero() || d.Before(deadline) {
+			deadline, cause = d, ErrPerTryTimeout
+		}
+	}
+	actx, cancel := context.WithDeadlineCause(ctx, deadline, cause)
+	defer cancel()
+	st := getTryState[T](p)
+	st.fn, st.ctx, st.cancel = fn, actx, cancel
+	st.refs.Store(2)
+	run := st.run
+	go run()
+	<-actx.Done()
+	if st.finished.Load() {
+		v, err, pv, panicked := st.v, st.err, st.pv, st.panicked
+		st.release()
+		if panicked {
+			panic(pv)
+		}
+		*val = v
+		return err
+	}
+	// Abandoned: the deadline passed or the caller's ctx ended first.
+	var zero T
+	*val = zero
+	err := context.Cause(actx)
+	if err != ErrPerTryTimeout && err != ErrTimeout {
+		err = context.Cause(ctx)
+	}
+	if st.refs.Add(-1) == 0 {
+		// fn finished between the two checks; its result is discarded, but a
+		// panic is not swallowed.
+		st.recycleOrPanic()
+	}
+	return err
+}
+
+// tryState is one run of fn on its own goroutine, pooled per Policy. The caller
+// and the goroutine each hold a reference; the last to let go recycles it.
+type tryState[T any] struct {
+	run      func() // st.body, bound once
+	pool     *sync.Pool
+	fn       func(context.Context) (T, error)
+	ctx      context.Context
+	cancel   context.CancelFunc
+	v        T
+	err      error
+	pv       any
+	panicked bool
+	finished atomic.Bool
+	refs     atomic.Int32
+}
+
+var errGoexit = errors.New("breaker: fn called runtime.Goexit")
+
+func getTryState[T any](p *Policy) *tryState[T] {
+	if st, ok := p.pool.Get().(*tryState[T]); ok {
+		return st
+	}
+	st := &tryState[T]{pool: &p.pool}
+	st.run = st.body
+	return st
+}
+
+func (st *tryState[T]) body() {
+	normal := false
+	defer func() {
+		if !normal {
+			if r := recover(); r != nil {
+				st.pv, st.panicked = r, true
+			} else {
+				st.err = errGoexit
+			}
+		}
+		st.finished.Store(true)
+		st.cancel()
+		if st.refs.Add(-1) == 0 {
+			// Do has returned without this result.
+			st.recycleOrPanic()
+		}
+	}()
+	st.v, st.err = st.fn(st.ctx)
+	normal = true
+}
+
+// release drops the caller's reference after it took the result.
+func (st *tryState[T]) release() {
+	if st.refs.Add(-1) == 0 {
+		st.recycle()
+	}
+}
+
+// recycleOrPanic recycles st, then raises the panic of fn if it had one that
+// nobody received.
+func (st *tryState[T]) recycleOrPanic() {
+	pv, panicked := st.pv, st.panicked
+	st.recycle()
+	if panicked {
+		panic(pv)
+	}
+}
+
+func (st *tryState[T]) recycle() {
+	var zero T
+	st.fn, st.ctx, st.cancel, st.v, st.err, st.pv, st.panicked = nil, nil, nil, zero, nil, nil, false
+	st.finished.Store(false)
+	st.pool.Put(st)
+}
+
+// retry decides whether attempt, which failed with err and verdict v, is
+// followed by another, and waits for it. It returns nil to retry, or the
+// error Do returns.
+func (p *Policy) retry(ctx context.Context, c *call, attempt int, err error, v *Verdict) *Error {
+	stop := func(reason error) *Error {
+		return &Error{Attempts: attempt, Last: err, Verdict: *v, Reason: reason, RetryAfter: v.RetryAfter}
+	}
+	if e := ctx.Err(); e != nil {
+		return stop(e)
+	}
+	now := time.Now()
+	if !c.overall.IsZero() && !now.Before(c.overall) {
+		return stop(ErrTimeout)
+	}
+	switch {
+	case v.Signals.NoHealthyUpstream:
+		return stop(ErrNoHealthyUpstream)
+	case v.Signals.MeshRetried:
+		return stop(ErrMeshRetried)
+	case !v.Retryable:
+		return stop(ErrNotRetryable)
+	case attempt >= c.maxAttempts:
+		return stop(ErrRetriesExhausted)
+	case v.RetryAfter > p.s.maxRetryAfter:
+		return stop(ErrRetryAfterTooLong)
+	}
+
+	// The wait: full jitter over the exponential interval, at least the hint.
+	if c.bo == nil {
+		c.bo = &backoff.ExponentialBackOff{
+			InitialInterval: p.s.boInitial,
+			Multiplier:      p.s.boMultiplier,
+			MaxInterval:     p.s.boMax,
+			Stop:            backoff.Stop,
+			Clock:           backoff.SystemClock,
+		}
+		c.bo.Reset()
+	}
+	interval := c.bo.NextBackOff() // RandomizationFactor 0: the plain interval
+	wait := time.Duration(rand.Int64N(int64(interval) + 1))
+	wait = max(wait, v.RetryAfter)
+	if v.Signals.Overloaded {
+		wait = max(wait, interval)
+	}
+
+	// Never sleep past the deadline: the wait and a minimal try must fit.
+	deadline := c.overall
+	if d, ok := ctx.Deadline(); ok && (deadline.IsZero() || d.Before(deadline)) {
+		deadline = d
+	}
+	if !deadline.IsZero() {
+		minTry := p.s.minTryTime
+		if c.perTry > 0 && c.perTry < minTry {
+			minTry = c.perTry
+		}
+		if now.Add(wait + minTry).After(deadline) {
+			return stop(ErrDeadlineTooShort)
+		}
+	}
+
+	// The retry budget: retrying calls over calls in flight.
+	allowed := max(int64(p.s.budgetPercent*float64(p.inflight.Load())/100), p.s.minRetryConc)
+	if !c.retrying {
+		if p.retrying.Add(1) > allowed {
+			p.retrying.Add(-1)
+			p.budgetRejected(ctx, attempt, wait, err, v)
+			return stop(ErrBudgetExhausted)
+		}
+		c.retrying = true
+	} else if p.retrying.Load() > allowed {
+		p.budgetRejected(ctx, attempt, wait, err, v)
+		return stop(ErrBudgetExhausted)
+	}
+
+	if h := p.s.hooks.OnRetry; h != nil {
+		h(ctx, RetryEvent{Attempt: attempt, Wait: wait, Err: err, Verdict: *v})
+	}
+	c.retried = true
+	if wait > 0 {
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return stop(ctx.Err())
+		}
+	}
+	return nil
+}
+
+func (p *Policy) budgetRejected(ctx context.Context, attempt int, wait time.Duration, err error, v *Verdict) {
+	if h := p.s.hooks.OnBudgetRejected; h != nil {
+		h(ctx, RetryEvent{Attempt: attempt, Wait: wait, Err: err, Verdict: *v})
+	}
+}
