@@ -1,0 +1,220 @@
+package fallback
+
+import (
+	"container/list"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// ErrCacheMiss is returned by [Cache.Serve] when it holds no fresh reply for the request.
+var ErrCacheMiss = errors.New("fallback: no cached reply for this request")
+
+// CacheConfig configures a [Cache]. The zero value gives the documented defaults.
+type CacheConfig struct {
+	// Name identifies the target; default "cache".
+	Name string
+	// TTL is how long a stored reply may be served; default 10 minutes.
+	TTL time.Duration
+	// MaxEntries bounds the number of replies kept; default 1024. The least recently
+	// used reply is evicted first.
+	MaxEntries int
+	// MaxBytes bounds the total size of the replies kept; default 32 MiB.
+	MaxBytes int64
+	// MaxEntryBytes is the largest reply that is stored at all; default 1 MiB.
+	MaxEntryBytes int64
+}
+
+// Cache is a [Target] that serves the last good reply to the same canonical request:
+// the request body with its fields sorted and the stream flags removed, so a streamed
+// call can be answered from a non-streamed reply and the other way round. Its
+// responses carry [HeaderDegraded] "cache" and an Age header. It is safe for concurrent
+// use.
+type Cache struct {
+	cfg CacheConfig
+
+	mu    sync.Mutex
+	order *list.List // front = most recently used; values are *cacheEntry
+	byKey map[string]*list.Element
+	bytes int64
+}
+
+type cacheEntry struct {
+	key    string
+	body   []byte
+	stored time.Time
+}
+
+// NewCache validates cfg and returns an empty cache.
+func NewCache(cfg CacheConfig) (*Cache, error) {
+	switch {
+	case cfg.TTL < 0:
+		return nil, fmt.Errorf("fallback: CacheConfig.TTL %v is negative", cfg.TTL)
+	case cfg.MaxEntries < 0:
+		return nil, fmt.Errorf("fallback: CacheConfig.MaxEntries %d is negative", cfg.MaxEntries)
+	case cfg.MaxBytes < 0:
+		return nil, fmt.Errorf("fallback: CacheConfig.MaxBytes %d is negative", cfg.MaxBytes)
+	case cfg.MaxEntryBytes < 0:
+		return nil, fmt.Errorf("fallback: CacheConfig.MaxEntryBytes %d is negative", cfg.MaxEntryBytes)
+	}
+	if cfg.Name == "" {
+		cfg.Name = "cache"
+	}
+	if cfg.TTL == 0 {
+		cfg.TTL = 10 * time.Minute
+	}
+	if cfg.MaxEntries == 0 {
+		cfg.MaxEntries = 1024
+	}
+	if cfg.MaxBytes == 0 {
+		cfg.MaxBytes = 32 << 20
+	}
+	if cfg.MaxEntryBytes == 0 {
+		cfg.MaxEntryBytes = 1 << 20
+	}
+	if cfg.MaxEntryBytes > cfg.MaxBytes {
+		return nil, fmt.Errorf("fallback: CacheConfig.MaxEntryBytes %d exceeds MaxBytes %d", cfg.MaxEntryBytes, cfg.MaxBytes)
+	}
+	return &Cache{cfg: cfg, order: list.New(), byKey: make(map[string]*list.Element)}, nil
+}
+
+// Name returns the target's name.
+func (c *Cache) Name() string { return c.cfg.Name }
+
+// InProcess reports that the cache answers from inside this process.
+func (c *Cache) InProcess() bool { return true }
+
+// Len returns the number of replies held.
+func (c *Cache) Len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.order.Len()
+}
+
+// CacheKey returns the canonical key of r: its operation and its JSON body with keys
+// sorted and the fields that do not change the answer (stream, stream_options, user)
+// removed.
+func CacheKey(r *Request) (string, error) {
+	var m map[string]any
+	if err := json.Unmarshal(r.Body, &m); err != nil {
+		return "", fmt.Errorf("fallback: cache key: request body is not a JSON object: %w", err)
+	}
+	delete(m, "stream")
+	delete(m, "stream_options")
+	delete(m, "user")
+	canon, err := json.Marshal(m) // map keys marshal sorted
+	if err != nil {
+		return "", err
+	}
+	h := sha256.New()
+	h.Write([]byte(r.Operation))
+	h.Write([]byte{0})
+	h.Write(canon)
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// Store records body, the complete non-streamed JSON reply the primary gave to r. A
+// reply larger than MaxEntryBytes, or one for a request whose body is not JSON, is not
+// stored.
+func (c *Cache) Store(r *Request, body []byte) {
+	if int64(len(body)) > c.cfg.MaxEntryBytes || len(body) == 0 {
+		return
+	}
+	key, err := CacheKey(r)
+	if err != nil {
+		return
+	}
+	e := &cacheEntry{key: key, body: append([]byte(nil), body...), stored: time.Now()}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if old, ok := c.byKey[key]; ok {
+		c.bytes -= int64(len(old.Value.(*cacheEntry).body))
+		c.order.Remove(old)
+	}
+	c.byKey[key] = c.order.PushFront(e)
+	c.bytes += int64(len(e.body))
+	for c.order.Len() > c.cfg.MaxEntries || c.bytes > c.cfg.MaxBytes {
+		last := c.order.Back()
+		le := last.Value.(*cacheEntry)
+		c.order.Remove(last)
+		delete(c.byKey, le.key)
+		c.bytes -= int64(len(le.body))
+	}
+}
+
+// lookup returns a fresh stored reply for key and its age.
+func (c *Cache) lookup(key string) ([]byte, time.Duration, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	el, ok := c.byKey[key]
+	if !ok {
+		return nil, 0, false
+	}
+	e := el.Value.(*cacheEntry)
+	age := time.Since(e.stored)
+	if age > c.cfg.TTL {
+		c.order.Remove(el)
+		delete(c.byKey, key)
+		c.bytes -= int64(len(e.body))
+		return nil, 0, false
+	}
+	c.order.MoveToFront(el)
+	return e.body, age, true
+}
+
+// Serve answers r with the stored reply, rendered as a stream when r asks for one.
+func (c *Cache) Serve(_ context.Context, r *Request) (*http.Response, error) {
+	key, err := CacheKey(r)
+	if err != nil {
+		return nil, err
+	}
+	body, age, ok := c.lookup(key)
+	if !ok {
+		return nil, ErrCacheMiss
+	}
+	var resp *http.Response
+	if !r.Stream {
+		resp = newResponse(r, "application/json", body)
+	} else {
+		rep, err := replyOf(body)
+		if err != nil {
+			return nil, err
+		}
+		if resp, err = render(r, c.cfg.Name, rep); err != nil {
+			return nil, err
+		}
+	}
+	resp.Header.Set(HeaderDegraded, "cache")
+	resp.Header.Set("Age", strconv.Itoa(int(age/time.Second)))
+	return resp, nil
+}
+
+// replyOf recovers the text, finish reason and usage of a stored non-streamed reply.
+func replyOf(body []byte) (Reply, error) {
+	var v struct {
+		Choices []struct {
+			Message struct {
+				Content string `json:"content"`
+			} `json:"message"`
+			Text         string `json:"text"`
+			FinishReason string `json:"finish_reason"`
+		} `json:"choices"`
+		Usage *usageJSON `json:"usage"`
+	}
+	if err := json.Unmarshal(body, &v); err != nil || len(v.Choices) == 0 {
+		return Reply{}, errors.New("fallback: cached reply cannot be rendered as a stream")
+	}
+	ch := v.Choices[0]
+	rep := Reply{Content: ch.Message.Content + ch.Text, FinishReason: ch.FinishReason}
+	if v.Usage != nil {
+		rep.InputTokens, rep.OutputTokens = v.Usage.PromptTokens, v.Usage.CompletionTokens
+	}
+	return rep, nil
+}

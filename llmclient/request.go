@@ -1,0 +1,164 @@
+package llmclient
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+)
+
+// requestInfo is what llmclient needs to know of a request body.
+type requestInfo struct {
+	model        string
+	stream       bool
+	includeUsage bool
+	raw          []byte // the body as the caller sent it
+}
+
+// readRequestBody reads and closes the caller's body, within limit.
+func readRequestBody(req *http.Request, limit int64) ([]byte, error) {
+	if req.Body == nil || req.Body == http.NoBody {
+		return nil, nil
+	}
+	defer req.Body.Close()
+	data, err := readCapped(req.Body, limit)
+	if errors.Is(err, errTooLarge) {
+		return nil, fmt.Errorf("llmclient: request body exceeds MaxRequestBytes (%d bytes)", limit)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("llmclient: read request body: %w", err)
+	}
+	return data, nil
+}
+
+// peekRequest reads the fields of a JSON request body that decide the call's policy. A
+// body that is not JSON is sent as it is; the upstream will say what is wrong with it.
+func peekRequest(body []byte) requestInfo {
+	info := requestInfo{raw: body}
+	if len(body) == 0 {
+		return info
+	}
+	var v struct {
+		Model         string `json:"model"`
+		Stream        bool   `json:"stream"`
+		StreamOptions *struct {
+			IncludeUsage bool `json:"include_usage"`
+		} `json:"stream_options"`
+	}
+	if json.Unmarshal(body, &v) != nil {
+		return info
+	}
+	info.model, info.stream = v.Model, v.Stream
+	info.includeUsage = v.StreamOptions != nil && v.StreamOptions.IncludeUsage
+	return info
+}
+
+// withIncludeUsage returns body with stream_options.include_usage set to true.
+func withIncludeUsage(body []byte) ([]byte, bool) {
+	var m map[string]json.RawMessage
+	if json.Unmarshal(body, &m) != nil {
+		return nil, false
+	}
+	if _, ok := m["stream_options"]; !ok {
+		// The common case: insert the field, leaving every other byte as it was.
+		i := bytes.IndexByte(body, '{')
+		out := make([]byte, 0, len(body)+40)
+		out = append(out, body[:i+1]...)
+		out = append(out, `"stream_options":{"include_usage":true}`...)
+		if rest := bytes.TrimSpace(body[i+1:]); len(rest) > 0 && rest[0] != '}' {
+			out = append(out, ',')
+		}
+		return append(out, body[i+1:]...), true
+	}
+	var opts map[string]json.RawMessage
+	if json.Unmarshal(m["stream_options"], &opts) != nil || opts == nil {
+		opts = map[string]json.RawMessage{}
+	}
+	opts["include_usage"] = json.RawMessage("true")
+	ob, err := json.Marshal(opts)
+	if err != nil {
+		return nil, false
+	}
+	m["stream_options"] = ob
+	out, err := json.Marshal(m)
+	return out, err == nil
+}
+
+// operationPath is the API operation below the version prefix: "/chat/completions"
+// for "/v1/chat/completions" and for Azure's "/openai/deployments/d/chat/completions".
+func operationPath(path string) string {
+	if i := strings.Index(path, "/v1/"); i >= 0 {
+		return path[i+3:]
+	}
+	for _, op := range []string{"/chat/completions", "/completions", "/embeddings", "/models"} {
+		if strings.HasSuffix(path, op) {
+			return op
+		}
+	}
+	return path
+}
+
+// operationName is the GenAI semantic-convention operation name of a path.
+func operationName(path string) string {
+	switch operationPath(path) {
+	case "/chat/completions":
+		return "chat"
+	case "/completions":
+		return "text_completion"
+	case "/embeddings":
+		return "embeddings"
+	}
+	return strings.Trim(strings.ReplaceAll(operationPath(path), "/", "."), ".")
+}
+
+func port(u *url.URL) int {
+	if p := u.Port(); p != "" {
+		n, _ := strconv.Atoi(p)
+		return n
+	}
+	if u.Scheme == "http" {
+		return 80
+	}
+	return 443
+}
+
+var errTooLarge = errors.New("too large")
+
+// readCapped reads all of r, failing with errTooLarge past limit bytes.
+func readCapped(r io.Reader, limit int64) ([]byte, error) {
+	var buf bytes.Buffer
+	n, err := buf.ReadFrom(io.LimitReader(r, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if n > limit {
+		return nil, errTooLarge
+	}
+	return buf.Bytes(), nil
+}
+
+// bufferedBody is a fully read response body.
+type bufferedBody struct {
+	*bytes.Reader
+	data []byte
+}
+
+func (bufferedBody) Close() error { return nil }
+
+func setBody(resp *http.Response, data []byte) {
+	resp.Body = bufferedBody{Reader: bytes.NewReader(data), data: data}
+	resp.ContentLength = int64(len(data))
+	resp.Header.Del("Content-Length")
+	resp.Header.Set("Content-Length", strconv.Itoa(len(data)))
+}
+
+func isEventStream(resp *http.Response) bool {
+	mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
+	return mt == "text/event-stream"
+}

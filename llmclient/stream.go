@@ -1,0 +1,363 @@
+package llmclient
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/infermesh/infermesh/breaker"
+	"github.com/infermesh/infermesh/internal/sse"
+	"github.com/infermesh/infermesh/internal/wire"
+	"github.com/infermesh/infermesh/transport"
+)
+
+// errSuperseded ends an attempt whose result arrived after the policy moved on.
+var errSuperseded = errors.New("llmclient: attempt result arrived after the policy moved on")
+
+// runStream runs a streamed call. The policy's per-try limit becomes the first-token
+// timeout and there is no overall limit unless MaxStreamDuration is set: the policy
+// only governs the part of the stream before its first content chunk, which is the
+// only part that may be retried or fail over.
+func (c *call) runStream(pol *breaker.Policy) (*http.Response, error) {
+	sp := c.route.Stream
+	o := breaker.Overrides{PerTryTimeout: sp.FirstTokenTimeout, Timeout: breaker.NoTimeout}
+	c.streamCtx, c.streamCancel = context.WithCancelCause(c.ctx)
+	if sp.MaxStreamDuration > 0 {
+		o.Timeout = sp.MaxStreamDuration
+		c.maxTimer = time.AfterFunc(sp.MaxStreamDuration, func() { c.streamCancel(ErrMaxStreamDuration) })
+	}
+	resp, err := breaker.Do(breaker.WithOverrides(c.ctx, o), pol, c.attemptStream)
+	c.obs.Breaker(pol.State().String())
+
+	c.mu.Lock()
+	c.finished = true
+	late := c.delivered
+	c.delivered = nil
+	c.mu.Unlock()
+	if err == nil {
+		return resp, nil
+	}
+	if late != nil && late != resp {
+		late.Body.Close()
+	}
+	c.stopStream(err)
+	return c.failed(resp, err)
+}
+
+// stopStream releases the call's stream-wide context and timer.
+func (c *call) stopStream(cause error) {
+	if c.maxTimer != nil {
+		c.maxTimer.Stop()
+	}
+	if c.streamCancel != nil {
+		c.streamCancel(cause)
+	}
+}
+
+// attemptStream is one try of a streamed call: it returns once the first content
+// chunk has arrived, with a body that replays what was read and streams the rest.
+// Its request runs on a context of its own that outlives this function (the stream
+// goes on after the policy returns); the policy's per-try context is linked to it
+// only until the first content chunk.
+func (c *call) attemptStream(ctx context.Context) (*http.Response, error) {
+	n := int(c.attempt.Add(1))
+	actx, a := c.obs.StartAttempt(c.streamCtx, n)
+	end := func(err error) { endAttempt(a, err) }
+	sctx, cancel := context.WithCancelCause(actx)
+	stop := context.AfterFunc(ctx, func() { cancel(context.Cause(ctx)) })
+	fail := func(err error) (*http.Response, error) {
+		stop()
+		cancel(err)
+		if ctx.Err() != nil && c.streamCtx.Err() == nil && c.ctx.Err() == nil {
+			err = firstTokenTimeout()
+		} else if cause := context.Cause(c.streamCtx); errors.Is(cause, ErrMaxStreamDuration) {
+			err = &attemptError{err: ErrMaxStreamDuration, verdict: breaker.Verdict{Outcome: breaker.OutcomeFailure, Class: breaker.ClassTimeout}}
+		}
+		end(err)
+		return nil, err
+	}
+
+	resp, err := c.t.base.RoundTrip(c.attemptRequest(sctx))
+	if err != nil {
+		return fail(err)
+	}
+	env := c.meshSignals(resp, a)
+	if resp.StatusCode < 200 || resp.StatusCode > 299 || !isEventStream(resp) {
+		// An error status, or a server that answered a stream request with one JSON
+		// document: judged like a non-streamed answer.
+		data, rerr := readCapped(resp.Body, c.t.cfg.MaxResponseBytes)
+		resp.Body.Close()
+		stop()
+		defer cancel(nil)
+		if rerr != nil {
+			if errors.Is(rerr, errTooLarge) {
+				return fail(tooLarge(c.t.cfg.MaxResponseBytes))
+			}
+			return fail(brokenBeforeContent(rerr))
+		}
+		setBody(resp, data)
+		if resp.StatusCode < 200 || resp.StatusCode > 299 {
+			ae := newAPIError(resp, data, env, false, c.secret)
+			end(ae)
+			return resp, ae
+		}
+		if err := c.inspectBody(resp, data, env); err != nil {
+			end(err)
+			return resp, err
+		}
+		end(nil)
+		return resp, nil
+	}
+
+	s := &streamBody{
+		c: c, body: resp.Body, cancel: cancel, ctx: sctx, end: end,
+		sc:        sse.NewScanner(resp.Body, sse.Options{MaxEventSize: c.t.cfg.MaxEventBytes, EmitEmpty: true}),
+		hideUsage: !c.info.includeUsage,
+		env:       env,
+	}
+	if err := s.prelude(); err != nil {
+		s.body.Close()
+		return fail(err)
+	}
+	if !stop() {
+		// The per-try deadline fired while the first chunk was arriving.
+		s.body.Close()
+		return fail(context.Cause(ctx))
+	}
+	c.mu.Lock()
+	if c.finished || n != int(c.attempt.Load()) {
+		c.mu.Unlock()
+		s.body.Close()
+		cancel(errSuperseded)
+		end(errSuperseded)
+		return nil, errSuperseded
+	}
+	c.delivered = resp
+	c.mu.Unlock()
+
+	resp.Body = s
+	resp.ContentLength = -1
+	resp.Header.Del("Content-Length")
+	s.startIdle()
+	return resp, nil
+}
+
+// guardFallbackStream gives a fallback's stream the same idle timeout and tracing as
+// the primary's.
+func (c *call) guardFallbackStream(resp *http.Response, ctx context.Context, cancel context.CancelCauseFunc) *http.Response {
+	s := &streamBody{
+		c: c, body: resp.Body, cancel: cancel, ctx: ctx, end: func(error) {},
+		hideUsage:  false, // a fallback is sent the caller's own stream options
+		sc:         sse.NewScanner(resp.Body, sse.Options{MaxEventSize: c.t.cfg.MaxEventBytes, EmitEmpty: true}),
+		delivering: true,
+	}
+	resp.Body = s
+	s.startIdle()
+	return resp
+}
+
+// streamBody is the caller's view of a stream: the events read before the first
+// content chunk, then the rest as it arrives, each gap bounded by the idle timeout.
+// It is read by one goroutine at a time, as any response body.
+type streamBody struct {
+	c      *call
+	body   io.ReadCloser
+	sc     *sse.Scanner
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+	end    func(error) // ends the attempt's span
+	env    transport.Envoy
+
+	hideUsage  bool // usage was requested by infermesh, not by the caller
+	delivering bool // content has reached (or is queued for) the caller
+	sawDone    bool
+	sawFinish  bool
+	idle       *time.Timer
+
+	pending []byte // bytes queued for the caller
+	prefix  []byte // the events read before the first content chunk
+	f       wire.Fields
+
+	chunks int
+	bytes  int64
+
+	mu       sync.Mutex
+	err      error // sticky: what Read returns once pending is drained
+	finished bool
+}
+
+// prelude reads events up to and including the first content chunk (or the end of a
+// stream that has none). An error event, a broken stream or a malformed chunk before
+// that point is an attempt error the policy may retry.
+func (s *streamBody) prelude() error {
+	for s.sc.Next() {
+		ev := s.sc.Event()
+		if ev.Done() {
+			s.sawDone = true
+			s.prefix = append(s.prefix, ev.Raw...)
+			break
+		}
+		keep, err := s.observe(ev)
+		if err != nil {
+			return err
+		}
+		if keep {
+			s.prefix = append(s.prefix, ev.Raw...)
+		}
+		if s.delivering {
+			break
+		}
+		if int64(len(s.prefix)) > s.c.t.cfg.MaxResponseBytes {
+			return tooLarge(s.c.t.cfg.MaxResponseBytes)
+		}
+	}
+	if !s.delivering && !s.sawDone {
+		if err := s.sc.Err(); err != nil {
+			return brokenBeforeContent(err)
+		}
+		if !s.sawFinish {
+			return brokenBeforeContent(io.ErrUnexpectedEOF)
+		}
+	}
+	s.delivering = true
+	s.pending = s.prefix
+	return nil
+}
+
+// observe records one event and reports whether the caller should see it. An error
+// event becomes an *APIError.
+func (s *streamBody) observe(ev *sse.Event) (keep bool, err error) {
+	if !ev.HasData || len(ev.Data) == 0 || ev.Data[0] != '{' {
+		return true, nil // keep-alives and events that are not JSON chunks pass through
+	}
+	if perr := wire.Parse(ev.Data, &s.f); perr != nil {
+		return false, malformed(perr)
+	}
+	f := &s.f
+	if f.Error.Present {
+		return false, s.c.eventError(f, s.env)
+	}
+	s.c.obs.ObserveChunk(f)
+	if f.NumFinishReasons > 0 {
+		s.sawFinish = true
+	}
+	if f.Choices == 0 && f.UsageState == wire.UsagePresent {
+		return !s.hideUsage, nil
+	}
+	if f.HasContent {
+		s.delivering = true
+		s.chunks++
+	}
+	return true, nil
+}
+
+func (s *streamBody) startIdle() {
+	idle := s.c.route.Stream.IdleTimeout
+	s.idle = time.AfterFunc(idle, func() { s.cancel(ErrIdleTimeout) })
+}
+
+// Read hands the caller the stream's bytes, event by event.
+func (s *streamBody) Read(p []byte) (int, error) {
+	for len(s.pending) == 0 {
+		s.mu.Lock()
+		err := s.err
+		s.mu.Unlock()
+		if err != nil {
+			return 0, err
+		}
+		s.advance()
+	}
+	n := copy(p, s.pending)
+	s.pending = s.pending[n:]
+	s.bytes += int64(n)
+	return n, nil
+}
+
+// advance reads the next event into pending, or ends the stream.
+func (s *streamBody) advance() {
+	if s.sawDone {
+		s.finish(nil)
+		return
+	}
+	if !s.sc.Next() {
+		err := s.sc.Err()
+		switch {
+		case err != nil:
+			s.finish(s.streamError(err))
+		case !s.sawFinish:
+			s.finish(s.streamError(io.ErrUnexpectedEOF))
+		default:
+			s.finish(nil) // a server that ends without [DONE] after finishing
+		}
+		return
+	}
+	s.idle.Reset(s.c.route.Stream.IdleTimeout)
+	ev := s.sc.Event()
+	if ev.Done() {
+		s.sawDone = true
+		s.pending = ev.Raw
+		return
+	}
+	keep, err := s.observe(ev)
+	if err != nil {
+		s.finish(&StreamError{Chunks: s.chunks, Bytes: s.bytes, Err: err})
+		return
+	}
+	if keep {
+		s.pending = ev.Raw
+	}
+}
+
+// streamError turns a read failure into the caller's typed error, naming the timer
+// that cut the stream when one did.
+func (s *streamBody) streamError(err error) error {
+	cause := context.Cause(s.ctx)
+	switch {
+	case errors.Is(cause, ErrIdleTimeout), errors.Is(cause, ErrMaxStreamDuration):
+		err = cause
+	case s.c.ctx.Err() != nil:
+		err = context.Cause(s.c.ctx)
+	case errors.Is(err, sse.ErrEventTooLarge):
+		err = errors.Join(ErrResponseTooLarge, err)
+	default:
+		err = errors.Join(ErrStreamBroken, err)
+	}
+	return &StreamError{Chunks: s.chunks, Bytes: s.bytes, Err: err}
+}
+
+// finish ends the stream once: err is what Read returns from now on (io.EOF when nil).
+func (s *streamBody) finish(err error) {
+	s.mu.Lock()
+	if s.finished {
+		s.mu.Unlock()
+		return
+	}
+	s.finished = true
+	if err == nil {
+		s.err = io.EOF
+	} else {
+		s.err = err
+	}
+	s.mu.Unlock()
+	if s.idle != nil {
+		s.idle.Stop()
+	}
+	s.body.Close()
+	s.cancel(io.EOF)
+	s.end(err)
+	s.c.stopStream(io.EOF)
+	class := ""
+	if err != nil {
+		class = string(breaker.DefaultClassifier(err).Class)
+	}
+	s.c.obs.End(err, class)
+}
+
+// Close ends the stream early (or after its end): the connection is released.
+func (s *streamBody) Close() error {
+	s.finish(nil)
+	return nil
+}
