@@ -31,13 +31,13 @@ const (
 	gUnavailable
 	gResourceExhausted // the server's load shedding, with a pushback hint
 	gInternal
-	gStall            // until the client's deadline
+	gStall             // until the client's deadline
 	gNoHealthyUpstream // Envoy's trailers-only local reply
-	gMeshRetried      // UNAVAILABLE after the mesh already retried
-	gPanic            // recovered by the server interceptor into INTERNAL
-	gConnReset        // the TCP connection is closed under the call
-	gStreamBreakAfter // a server stream fails after its first messages
-	gStreamStallAfter // a server stream stalls after its first messages
+	gMeshRetried       // UNAVAILABLE after the mesh already retried
+	gPanic             // recovered by the server interceptor into INTERNAL
+	gConnReset         // the TCP connection is closed under the call
+	gStreamBreakAfter  // a server stream fails after its first messages
+	gStreamStallAfter  // a server stream stalls after its first messages
 )
 
 var grpcFaultNames = map[grpcFault]string{
