@@ -1,6 +1,7 @@
 package llmclient
 
 import (
+	"bytes"
 	"encoding/json"
 	"net/http"
 	"strings"
@@ -87,4 +88,13 @@ func scrub(msg, secret string) string {
 		return "[message withheld: it referred to the API key]"
 	}
 	return msg
+}
+
+// scrubBody removes the caller's secret from an error response before the caller's
+// client decodes it: some servers echo the key they rejected.
+func scrubBody(data []byte, status int, secret string) []byte {
+	if status < 400 || len(secret) < 8 || !bytes.Contains(data, []byte(secret)) {
+		return data
+	}
+	return bytes.ReplaceAll(data, []byte(secret), []byte("[redacted]"))
 }

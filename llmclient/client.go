@@ -89,7 +89,11 @@ func NewTransport(cfg Config) (*Transport, error) {
 	if err != nil {
 		return nil, fmt.Errorf("llmclient: Fallback: %w", err)
 	}
-	inst, err := tracing.New(cfg.Tracing)
+	tc := cfg.Tracing
+	if tc.Propagator == nil {
+		tc.Propagator = w3cUnlessGlobal{}
+	}
+	inst, err := tracing.New(tc)
 	if err != nil {
 		return nil, fmt.Errorf("llmclient: Tracing: %w", err)
 	}
@@ -307,7 +311,7 @@ func (c *call) attemptUnary(ctx context.Context) (*http.Response, error) {
 		end(err)
 		return nil, err
 	}
-	setBody(resp, data)
+	setBody(resp, scrubBody(data, resp.StatusCode, c.secret))
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		ae := newAPIError(resp, data, env, false, c.secret)
 		end(ae)

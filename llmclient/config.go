@@ -40,7 +40,9 @@ type Config struct {
 	Cache *fallback.Cache
 
 	// Tracing configures spans and metrics. Its zero value uses the global OpenTelemetry
-	// providers, which are no-ops until the program installs an SDK.
+	// providers, which are no-ops until the program installs an SDK. Trace context goes
+	// out on every attempt through Tracing.Propagator; when that is nil, through the
+	// global propagator if the program installed one, and as W3C traceparent otherwise.
 	Tracing tracing.Config
 	// Provider is reported as gen_ai.provider.name; default "openai".
 	Provider string

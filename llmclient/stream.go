@@ -98,7 +98,7 @@ func (c *call) attemptStream(ctx context.Context) (*http.Response, error) {
 			}
 			return fail(brokenBeforeContent(rerr))
 		}
-		setBody(resp, data)
+		setBody(resp, scrubBody(data, resp.StatusCode, c.secret))
 		if resp.StatusCode < 200 || resp.StatusCode > 299 {
 			ae := newAPIError(resp, data, env, false, c.secret)
 			end(ae)
