@@ -192,7 +192,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if info.stream && !info.includeUsage {
 		// Usage is asked for so it can be traced; the extra chunk is kept from a
 		// caller who did not ask for it.
-		if b, ok := withIncludeUsage(body); ok {
+		if b, ok := withIncludeUsage(body, info.streamOptions); ok {
 			c.body = b
 		}
 	}

@@ -179,7 +179,18 @@ func TestStreamUsageInjectedAndHidden(t *testing.T) {
 			t.Errorf("upstream request lacks include_usage: %v", body)
 		}
 
+		// stream_options present without include_usage: re-encoded with it.
 		req := chatReq(true)
+		req.StreamOptions = &openai.StreamOptions{}
+		res = readStream(context.Background(), e.client, req)
+		if res.err != nil || res.usage != nil {
+			t.Errorf("empty stream_options: err %v, usage %+v", res.err, res.usage)
+		}
+		so, _ = requestBodies(t, e.srv, "/v1/chat/completions")[1]["stream_options"].(map[string]any)
+		if so["include_usage"] != true {
+			t.Errorf("empty stream_options not completed: %v", so)
+		}
+
 		req.StreamOptions = &openai.StreamOptions{IncludeUsage: true}
 		res = readStream(context.Background(), e.client, req)
 		if res.err != nil || res.usage == nil || res.usage.CompletionTokens != 4 {

@@ -11,6 +11,8 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+
+	"github.com/infermesh/infermesh/internal/wire"
 )
 
 // requestInfo is what llmclient needs to know of a request body.
@@ -18,7 +20,9 @@ type requestInfo struct {
 	model        string
 	stream       bool
 	includeUsage bool
-	raw          []byte // the body as the caller sent it
+	// streamOptions: the body has a stream_options key (of any value)
+	streamOptions bool
+	raw           []byte // the body as the caller sent it
 }
 
 // readRequestBody reads and closes the caller's body, within limit.
@@ -41,33 +45,24 @@ func readRequestBody(req *http.Request, limit int64) ([]byte, error) {
 // body that is not JSON is sent as it is; the upstream will say what is wrong with it.
 func peekRequest(body []byte) requestInfo {
 	info := requestInfo{raw: body}
-	if len(body) == 0 {
+	var r wire.Request
+	if len(body) == 0 || wire.ParseRequest(body, &r) != nil {
 		return info
 	}
-	var v struct {
-		Model         string `json:"model"`
-		Stream        bool   `json:"stream"`
-		StreamOptions *struct {
-			IncludeUsage bool `json:"include_usage"`
-		} `json:"stream_options"`
-	}
-	if json.Unmarshal(body, &v) != nil {
-		return info
-	}
-	info.model, info.stream = v.Model, v.Stream
-	info.includeUsage = v.StreamOptions != nil && v.StreamOptions.IncludeUsage
+	info.model = wire.Unquote(r.Model)
+	info.stream, info.includeUsage, info.streamOptions = r.Stream, r.IncludeUsage, r.StreamOptions
 	return info
 }
 
-// withIncludeUsage returns body with stream_options.include_usage set to true.
-func withIncludeUsage(body []byte) ([]byte, bool) {
-	var m map[string]json.RawMessage
-	if json.Unmarshal(body, &m) != nil {
-		return nil, false
-	}
-	if _, ok := m["stream_options"]; !ok {
-		// The common case: insert the field, leaving every other byte as it was.
+// withIncludeUsage returns body with stream_options.include_usage set to true. When
+// the body has no stream_options, the field is inserted and every other byte stays as
+// it was; otherwise the object is re-encoded.
+func withIncludeUsage(body []byte, hasStreamOptions bool) ([]byte, bool) {
+	if !hasStreamOptions {
 		i := bytes.IndexByte(body, '{')
+		if i < 0 {
+			return nil, false
+		}
 		out := make([]byte, 0, len(body)+40)
 		out = append(out, body[:i+1]...)
 		out = append(out, `"stream_options":{"include_usage":true}`...)
@@ -75,6 +70,10 @@ func withIncludeUsage(body []byte) ([]byte, bool) {
 			out = append(out, ',')
 		}
 		return append(out, body[i+1:]...), true
+	}
+	var m map[string]json.RawMessage
+	if json.Unmarshal(body, &m) != nil {
+		return nil, false
 	}
 	var opts map[string]json.RawMessage
 	if json.Unmarshal(m["stream_options"], &opts) != nil || opts == nil {

@@ -179,6 +179,7 @@ type streamBody struct {
 
 	pending []byte // bytes queued for the caller
 	prefix  []byte // the events read before the first content chunk
+	parser  wire.Parser
 	f       wire.Fields
 
 	chunks int
@@ -233,7 +234,7 @@ func (s *streamBody) observe(ev *sse.Event) (keep bool, err error) {
 	if !ev.HasData || len(ev.Data) == 0 || ev.Data[0] != '{' {
 		return true, nil // keep-alives and events that are not JSON chunks pass through
 	}
-	if perr := wire.Parse(ev.Data, &s.f); perr != nil {
+	if perr := s.parser.Parse(ev.Data, &s.f); perr != nil {
 		return false, malformed(perr)
 	}
 	f := &s.f
