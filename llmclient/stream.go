@@ -217,6 +217,9 @@ func (s *streamBody) prelude() error {
 	}
 	if !s.delivering && !s.sawDone {
 		if err := s.sc.Err(); err != nil {
+			if errors.Is(err, sse.ErrEventTooLarge) {
+				return tooLarge(int64(s.c.t.cfg.MaxEventBytes))
+			}
 			return brokenBeforeContent(err)
 		}
 		if !s.sawFinish {
