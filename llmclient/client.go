@@ -300,28 +300,31 @@ func (c *call) attemptUnary(ctx context.Context) (*http.Response, error) {
 		return nil, err
 	}
 	env := c.meshSignals(resp, a)
+	resp, err = c.judgeWhole(resp, env)
+	end(err)
+	return resp, err
+}
+
+// judgeWhole reads a whole response body (and closes it) and judges the answer: an
+// error status is an *APIError, as is an error object inside a 2xx body, and a body
+// that is not the JSON it claims to be is malformed. The response it returns holds
+// the body in memory, so it no longer depends on the attempt's context.
+func (c *call) judgeWhole(resp *http.Response, env transport.Envoy) (*http.Response, error) {
 	data, err := readCapped(resp.Body, c.t.cfg.MaxResponseBytes)
 	resp.Body.Close()
 	if err != nil {
 		if errors.Is(err, errTooLarge) {
-			err = tooLarge(c.t.cfg.MaxResponseBytes)
-		} else {
-			err = brokenBeforeContent(err)
+			return nil, tooLarge(c.t.cfg.MaxResponseBytes)
 		}
-		end(err)
-		return nil, err
+		return nil, brokenBeforeContent(err)
 	}
 	setBody(resp, scrubBody(data, resp.StatusCode, c.secret))
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		ae := newAPIError(resp, data, env, false, c.secret)
-		end(ae)
-		return resp, ae
+		return resp, newAPIError(resp, data, env, false, c.secret)
 	}
 	if err := c.inspectBody(resp, data, env); err != nil {
-		end(err)
 		return resp, err
 	}
-	end(nil)
 	return resp, nil
 }
 

@@ -88,28 +88,14 @@ func (c *call) attemptStream(ctx context.Context) (*http.Response, error) {
 	if resp.StatusCode < 200 || resp.StatusCode > 299 || !isEventStream(resp) {
 		// An error status, or a server that answered a stream request with one JSON
 		// document: judged like a non-streamed answer.
-		data, rerr := readCapped(resp.Body, c.t.cfg.MaxResponseBytes)
-		resp.Body.Close()
 		stop()
 		defer cancel(nil)
-		if rerr != nil {
-			if errors.Is(rerr, errTooLarge) {
-				return fail(tooLarge(c.t.cfg.MaxResponseBytes))
-			}
-			return fail(brokenBeforeContent(rerr))
+		resp, err := c.judgeWhole(resp, env)
+		if resp == nil {
+			return fail(err)
 		}
-		setBody(resp, scrubBody(data, resp.StatusCode, c.secret))
-		if resp.StatusCode < 200 || resp.StatusCode > 299 {
-			ae := newAPIError(resp, data, env, false, c.secret)
-			end(ae)
-			return resp, ae
-		}
-		if err := c.inspectBody(resp, data, env); err != nil {
-			end(err)
-			return resp, err
-		}
-		end(nil)
-		return resp, nil
+		end(err)
+		return resp, err
 	}
 
 	s := &streamBody{
