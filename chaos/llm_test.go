@@ -59,7 +59,7 @@ func faults() []struct {
 		{"error-event", llmtest.ErrorEvent(0)}, // an error object in a 200 JSON body when not streamed
 		{"error-event-after-2", llmtest.ErrorEvent(2)},
 		{"malformed-json", llmtest.MalformedJSON(1)},
-		{"oversized", llmtest.Oversized(2 << 20)},
+		{"oversized", llmtest.Oversized(512 << 10)},
 		{"mesh-retried", llmtest.Status(503).WithEnvoyHeaders(2*time.Millisecond, 2)},
 	}
 }
@@ -170,7 +170,7 @@ func newRig(t *testing.T, withFallback bool, tune func(*llmclient.Route)) *rig {
 	if tune != nil {
 		tune(chat)
 	}
-	cfg := llmclient.Config{Routes: routes, MaxResponseBytes: 1 << 20,
+	cfg := llmclient.Config{Routes: routes, MaxResponseBytes: 256 << 10, MaxEventBytes: 256 << 10,
 		Hooks: breaker.Hooks{OnStateChange: func(string, breaker.State, breaker.State) { r.transitions.Add(1) }}}
 	if withFallback {
 		r.local = llmtest.NewServer(llmtest.WithChunks(2, "local "))

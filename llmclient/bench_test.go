@@ -16,72 +16,109 @@ import (
 )
 
 // BenchmarkOverhead compares bare go-openai with go-openai plus infermesh against a
-// loopback llmtest server, with the same pooled transport in both. Besides ns/op it
-// reports the p50 latency and the process CPU time per call (client and in-process
-// server together: the difference between the two cases is infermesh's cost).
+// loopback llmtest server, with the same pooled transport settings in both. The two
+// clients alternate in blocks of calls within one run, so that both see the same
+// machine; it reports each one's p50 and p99 latency and process CPU time per call
+// (client and in-process server together: the difference is infermesh's cost), and
+// the differences. ns/op is the time of one bare call plus one infermesh call.
+//
+// "stream" lets infermesh ask for the usage chunk on the caller's behalf (for tracing),
+// which costs the server one more chunk; "stream-usage" asks for it in both clients,
+// so the server does the same work.
 func BenchmarkOverhead(b *testing.B) {
 	srv := llmtest.NewServer(llmtest.WithChunks(8, "tok "), llmtest.WithMaxRecords(16))
 	defer srv.Close()
-	for _, stream := range []bool{false, true} {
-		name := "unary"
-		if stream {
-			name = "stream"
-		}
-		b.Run(name+"/bare", func(b *testing.B) {
+	for _, kind := range []string{"unary", "stream", "stream-usage"} {
+		b.Run(kind, func(b *testing.B) {
 			tr, err := transport.New(transport.Config{})
 			if err != nil {
 				b.Fatal(err)
 			}
 			defer tr.CloseIdleConnections()
-			benchCalls(b, srv, &http.Client{Transport: tr}, stream)
-		})
-		b.Run(name+"/infermesh", func(b *testing.B) {
 			hc, err := llmclient.NewHTTPClient(llmclient.Config{})
 			if err != nil {
 				b.Fatal(err)
 			}
 			defer hc.CloseIdleConnections()
-			benchCalls(b, srv, hc, stream)
+			bare := newCaller(b, srv, &http.Client{Transport: tr}, kind)
+			mesh := newCaller(b, srv, hc, kind)
+			for range 50 { // warm both pools
+				bare.call()
+				mesh.call()
+			}
+			const block = 25
+			b.ReportAllocs()
+			b.ResetTimer()
+			for done := 0; done < b.N; done += block {
+				n := min(block, b.N-done)
+				bare.run(n)
+				mesh.run(n)
+			}
+			b.StopTimer()
+			bp50, bp99, bcpu := bare.stats()
+			mp50, mp99, mcpu := mesh.stats()
+			b.ReportMetric(float64(bp50), "bare-p50-ns")
+			b.ReportMetric(float64(mp50), "infermesh-p50-ns")
+			b.ReportMetric(100*float64(mp50-bp50)/float64(bp50), "p50-added-%")
+			b.ReportMetric(float64(bp99), "bare-p99-ns")
+			b.ReportMetric(float64(mp99), "infermesh-p99-ns")
+			b.ReportMetric(float64(bcpu), "bare-cpu-ns")
+			b.ReportMetric(float64(mcpu-bcpu), "cpu-added-ns")
 		})
 	}
 }
 
-func benchCalls(b *testing.B, srv *llmtest.Server, hc *http.Client, stream bool) {
+// caller makes one kind of call through one client and keeps its figures.
+type caller struct {
+	b      *testing.B
+	client *openai.Client
+	req    openai.ChatCompletionRequest
+	stream bool
+	lat    []time.Duration
+	cpu    time.Duration
+}
+
+func newCaller(b *testing.B, srv *llmtest.Server, hc *http.Client, kind string) *caller {
 	cfg := openai.DefaultConfig("sk-bench")
 	cfg.BaseURL = srv.URL + "/v1"
 	cfg.HTTPClient = hc
-	client := openai.NewClientWithConfig(cfg)
+	c := &caller{b: b, client: openai.NewClientWithConfig(cfg), stream: kind != "unary", req: chatReq(kind != "unary")}
+	if kind == "stream-usage" {
+		c.req.StreamOptions = &openai.StreamOptions{IncludeUsage: true}
+	}
+	return c
+}
+
+func (c *caller) call() {
 	ctx := context.Background()
-	req := chatReq(stream)
-	call := func() {
-		if !stream {
-			if _, err := client.CreateChatCompletion(ctx, req); err != nil {
-				b.Fatal(err)
-			}
-			return
+	if !c.stream {
+		if _, err := c.client.CreateChatCompletion(ctx, c.req); err != nil {
+			c.b.Fatal(err)
 		}
-		if res := readStream(ctx, client, req); res.err != nil || res.openErr != nil {
-			b.Fatal(res.err, res.openErr)
-		}
+		return
 	}
-	for range 50 { // warm the pool
-		call()
+	if res := readStream(ctx, c.client, c.req); res.err != nil || res.openErr != nil {
+		c.b.Fatal(res.err, res.openErr)
 	}
-	lat := make([]time.Duration, 0, b.N)
+}
+
+func (c *caller) run(n int) {
 	cpu0 := cpuTime()
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
+	for range n {
 		start := time.Now()
-		call()
-		lat = append(lat, time.Since(start))
+		c.call()
+		c.lat = append(c.lat, time.Since(start))
 	}
-	b.StopTimer()
-	cpu := cpuTime() - cpu0
-	slices.Sort(lat)
-	b.ReportMetric(float64(lat[len(lat)/2].Nanoseconds()), "p50-ns")
-	b.ReportMetric(float64(lat[len(lat)*99/100].Nanoseconds()), "p99-ns")
-	b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N), "cpu-ns/op")
+	c.cpu += cpuTime() - cpu0
+}
+
+// stats returns the p50 and p99 latency and the CPU time per call.
+func (c *caller) stats() (p50, p99, cpu time.Duration) {
+	if len(c.lat) == 0 {
+		return 0, 0, 0
+	}
+	slices.Sort(c.lat)
+	return c.lat[len(c.lat)/2], c.lat[len(c.lat)*99/100], c.cpu / time.Duration(len(c.lat))
 }
 
 func cpuTime() time.Duration {

@@ -12,8 +12,11 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/infermesh/infermesh/breaker"
 	"github.com/infermesh/infermesh/fallback"
+	"github.com/infermesh/infermesh/internal/deadline"
 	"github.com/infermesh/infermesh/tracing"
 	"github.com/infermesh/infermesh/transport"
 )
@@ -55,6 +58,9 @@ type Transport struct {
 
 	mu       sync.RWMutex
 	policies map[policyKey]*breaker.Policy
+
+	// deadlines enforces attempt, first-token and idle limits on one runtime timer.
+	deadlines deadline.Scheduler
 }
 
 var _ http.RoundTripper = (*Transport)(nil)
@@ -145,6 +151,11 @@ func (t *Transport) policy(route int, host string) *breaker.Policy {
 	rt := t.cfg.routes[route]
 	pc := rt.Policy
 	pc.Name = rt.Name + " " + host
+	// The route's time limits are applied as request context deadlines (see runUnary
+	// and attemptUnary; streams have their own): the requests honour their context, so
+	// the breaker's time limiter, which hands each attempt to another goroutine, would
+	// only add that hand-off's cost to every call.
+	pc.Timeout, pc.PerTryTimeout = breaker.NoTimeout, breaker.NoTimeout
 	if pc.Classifier == nil {
 		pc.Classifier = transport.Classify
 	}
@@ -170,14 +181,8 @@ type call struct {
 	ctx     context.Context // the caller's context with the logical span
 	attempt atomic.Int32
 
-	streamCtx context.Context // parent of a stream's attempts; outlives the policy
-	// streamCancel ends streamCtx; maxTimer enforces MaxStreamDuration.
-	streamCancel context.CancelCauseFunc
-	maxTimer     *time.Timer
-
-	mu        sync.Mutex
-	finished  bool           // Do has returned; late attempts discard their results
-	delivered *http.Response // a stream handed over by the current attempt
+	streamCtx    context.Context         // parent of a stream's attempts; outlives the policy
+	streamCancel context.CancelCauseFunc // ends streamCtx
 }
 
 // RoundTrip runs one logical call.
@@ -239,7 +244,11 @@ func (c *call) tooLateForPrimary() error {
 // runUnary runs a non-streamed call through the policy and, when it gives up on a
 // trigger, the fallback chain.
 func (c *call) runUnary(pol *breaker.Policy) (*http.Response, error) {
-	resp, err := breaker.Do(c.ctx, pol, c.attemptUnary)
+	ctx := c.ctx
+	if to := c.route.overall(); to > 0 {
+		ctx = deadlineCtx{Context: ctx, deadline: time.Now().Add(to)}
+	}
+	resp, err := breaker.Do(ctx, pol, c.attemptUnary)
 	c.obs.Breaker(pol.State().String())
 	if err == nil {
 		if c.t.cfg.Cache != nil {
@@ -292,16 +301,37 @@ func (c *call) failed(resp *http.Response, err error) (*http.Response, error) {
 // response it returns no longer depends on the attempt's context.
 func (c *call) attemptUnary(ctx context.Context) (*http.Response, error) {
 	n := int(c.attempt.Add(1))
-	actx, a := c.obs.StartAttempt(ctx, n)
-	end := func(err error) { endAttempt(a, err) }
-	resp, err := c.t.base.RoundTrip(c.attemptRequest(actx))
-	if err != nil {
-		end(err)
-		return nil, err
+	deadline, limited := ctx.Deadline()
+	if pt := c.route.Policy.PerTryTimeout; pt > 0 {
+		if d := time.Now().Add(pt); !limited || d.Before(deadline) {
+			deadline, limited = d, true
+		}
 	}
-	env := c.meshSignals(resp, a)
-	resp, err = c.judgeWhole(resp, env)
-	end(err)
+	if limited {
+		// One deadline per attempt enforces both its own limit and the call's, on the
+		// transport's shared scheduler rather than a runtime timer of its own.
+		actx, cancel := context.WithCancelCause(ctx)
+		expire := c.t.deadlines.At(deadline, func() { cancel(errAttemptDeadline) })
+		defer func() {
+			expire.Stop()
+			cancel(nil)
+		}()
+		ctx = deadlineCtx{Context: actx, deadline: deadline}
+	}
+	actx, a := c.obs.StartAttempt(ctx, n)
+	resp, err := c.t.base.RoundTrip(c.attemptRequest(actx))
+	if err == nil {
+		env := c.meshSignals(resp, a)
+		resp, err = c.judgeWhole(resp, env)
+	}
+	if err != nil && (errors.Is(context.Cause(ctx), errAttemptDeadline) || ctx.Err() == context.DeadlineExceeded) {
+		// Whatever the transport made of it, the attempt ran out of time; the policy
+		// retries it if the overall deadline still leaves room.
+		err = &attemptError{err: fmt.Errorf("llmclient: attempt %d: %w", n, context.DeadlineExceeded),
+			verdict: breaker.Verdict{Outcome: breaker.OutcomeFailure, Retryable: true, Class: breaker.ClassTimeout}}
+		resp = nil
+	}
+	endAttempt(a, err)
 	return resp, err
 }
 
@@ -310,7 +340,11 @@ func (c *call) attemptUnary(ctx context.Context) (*http.Response, error) {
 // that is not the JSON it claims to be is malformed. The response it returns holds
 // the body in memory, so it no longer depends on the attempt's context.
 func (c *call) judgeWhole(resp *http.Response, env transport.Envoy) (*http.Response, error) {
-	data, err := readCapped(resp.Body, c.t.cfg.MaxResponseBytes)
+	size := resp.ContentLength
+	if resp.Uncompressed {
+		size = -1 // the length was that of the compressed body
+	}
+	data, err := readCapped(resp.Body, size, c.t.cfg.MaxResponseBytes)
 	resp.Body.Close()
 	if err != nil {
 		if errors.Is(err, errTooLarge) {
@@ -330,14 +364,25 @@ func (c *call) judgeWhole(resp *http.Response, env transport.Envoy) (*http.Respo
 
 // attemptRequest is the caller's request for one attempt, with a fresh body and ctx.
 func (c *call) attemptRequest(ctx context.Context) *http.Request {
-	r := c.req.Clone(ctx)
-	body := c.body
-	r.Body = io.NopCloser(bytes.NewReader(body))
-	r.ContentLength = int64(len(body))
-	r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
-	c.t.inst.InjectHeader(ctx, r.Header)
+	r := c.req.WithContext(ctx) // a shallow copy: the header is shared until changed
+	r.Body = newReplayBody(c.body)
+	r.ContentLength = int64(len(c.body))
+	r.GetBody = c.getBody
+	if trace.SpanContextFromContext(ctx).IsValid() {
+		r.Header = r.Header.Clone()
+		c.t.inst.InjectHeader(ctx, r.Header)
+	}
 	return r
 }
+
+// getBody replays the request body, for a redirect or a transport's own retry.
+func (c *call) getBody() (io.ReadCloser, error) { return newReplayBody(c.body), nil }
+
+// newReplayBody reads a request body held in memory. It is a NopCloser around a
+// *bytes.Reader on purpose: net/http recognises that pair as in memory and sends the
+// headers and body in one write; any other body type costs an extra write (and packet)
+// per request.
+func newReplayBody(b []byte) io.ReadCloser { return io.NopCloser(bytes.NewReader(b)) }
 
 // fallbackRequest describes the call to a fallback target.
 func (c *call) fallbackRequest(cause error) *fallback.Request {
@@ -362,7 +407,7 @@ func (c *call) originalBody() []byte {
 }
 
 func (c *call) bufferedBody(resp *http.Response) []byte {
-	if b, ok := resp.Body.(bufferedBody); ok {
+	if b, ok := resp.Body.(*bufferedBody); ok {
 		return b.data
 	}
 	return nil
@@ -425,3 +470,23 @@ func (b *cancelOnClose) Close() error {
 }
 
 var errBodyClosed = errors.New("llmclient: response body closed")
+
+// errAttemptDeadline cancels an attempt that ran out of time.
+var errAttemptDeadline = fmt.Errorf("llmclient: attempt time limit: %w", context.DeadlineExceeded)
+
+// deadlineCtx reports a deadline that something else enforces: for the route's overall
+// limit, the policy reads it to decide whether a retry still fits and each attempt
+// enforces it; for an attempt, the transport's deadline scheduler cancels the context.
+// (A runtime timer per call and per attempt would wake the network poller each time.)
+type deadlineCtx struct {
+	context.Context
+	deadline time.Time
+}
+
+// Deadline is the earlier of the call's deadline and the parent's.
+func (d deadlineCtx) Deadline() (time.Time, bool) {
+	if pd, ok := d.Context.Deadline(); ok && pd.Before(d.deadline) {
+		return pd, true
+	}
+	return d.deadline, true
+}

@@ -193,6 +193,19 @@ func resolve(cfg Config) (*resolved, error) {
 	return r, nil
 }
 
+// overall is the route's limit on a non-streamed call, retries and waits included; 0
+// means none.
+func (r *Route) overall() time.Duration {
+	switch to := r.Policy.Timeout; {
+	case to == 0:
+		return breaker.DefaultTimeout
+	case to < 0:
+		return 0
+	default:
+		return to
+	}
+}
+
 func (s StreamPolicy) validate() error {
 	switch {
 	case s.FirstTokenTimeout < 0:

@@ -1,7 +1,6 @@
 package llmclient
 
 import (
-	"mime"
 	"net/http"
 
 	"github.com/infermesh/infermesh/breaker"
@@ -13,7 +12,7 @@ import (
 // business error a mesh cannot see), malformed JSON is a failure, and otherwise its
 // model, id, finish reasons and usage are recorded.
 func (c *call) inspectBody(resp *http.Response, data []byte, env transport.Envoy) error {
-	mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
+	mt := mediaType(resp.Header)
 	if mt != "application/json" && !(mt == "" && len(data) > 0 && data[0] == '{') {
 		return nil // audio, files and other non-JSON answers are passed through
 	}

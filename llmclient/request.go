@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"mime"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -31,7 +30,7 @@ func readRequestBody(req *http.Request, limit int64) ([]byte, error) {
 		return nil, nil
 	}
 	defer req.Body.Close()
-	data, err := readCapped(req.Body, limit)
+	data, err := readCapped(req.Body, req.ContentLength, limit)
 	if errors.Is(err, errTooLarge) {
 		return nil, fmt.Errorf("llmclient: request body exceeds MaxRequestBytes (%d bytes)", limit)
 	}
@@ -129,8 +128,24 @@ func port(u *url.URL) int {
 
 var errTooLarge = errors.New("too large")
 
-// readCapped reads all of r, failing with errTooLarge past limit bytes.
-func readCapped(r io.Reader, limit int64) ([]byte, error) {
+// readCapped reads all of r, failing with errTooLarge past limit bytes. size is the
+// expected length (a Content-Length), or -1 when unknown: with it, the body is read
+// into one allocation of the right size.
+func readCapped(r io.Reader, size, limit int64) ([]byte, error) {
+	if size > limit {
+		return nil, errTooLarge
+	}
+	if size >= 0 {
+		data := make([]byte, size)
+		if _, err := io.ReadFull(r, data); err != nil {
+			return nil, err
+		}
+		var probe [1]byte
+		if n, _ := r.Read(probe[:]); n > 0 {
+			return nil, errors.New("body longer than its Content-Length")
+		}
+		return data, nil
+	}
 	var buf bytes.Buffer
 	n, err := buf.ReadFrom(io.LimitReader(r, limit+1))
 	if err != nil {
@@ -144,20 +159,38 @@ func readCapped(r io.Reader, limit int64) ([]byte, error) {
 
 // bufferedBody is a fully read response body.
 type bufferedBody struct {
-	*bytes.Reader
+	bytes.Reader
 	data []byte
 }
 
-func (bufferedBody) Close() error { return nil }
+func (*bufferedBody) Close() error { return nil }
 
 func setBody(resp *http.Response, data []byte) {
-	resp.Body = bufferedBody{Reader: bytes.NewReader(data), data: data}
-	resp.ContentLength = int64(len(data))
-	resp.Header.Del("Content-Length")
-	resp.Header.Set("Content-Length", strconv.Itoa(len(data)))
+	b := &bufferedBody{data: data}
+	b.Reset(data)
+	resp.Body = b
+	if resp.ContentLength != int64(len(data)) {
+		resp.ContentLength = int64(len(data))
+		resp.Header.Set("Content-Length", strconv.Itoa(len(data)))
+	}
+}
+
+// mediaType is the media type of a Content-Type value, lower-cased only when needed:
+// mime.ParseMediaType allocates a parameter map on every call.
+func mediaType(h http.Header) string {
+	ct := h.Get("Content-Type")
+	if i := strings.IndexByte(ct, ';'); i >= 0 {
+		ct = ct[:i]
+	}
+	ct = strings.TrimSpace(ct)
+	for i := 0; i < len(ct); i++ {
+		if 'A' <= ct[i] && ct[i] <= 'Z' {
+			return strings.ToLower(ct)
+		}
+	}
+	return ct
 }
 
 func isEventStream(resp *http.Response) bool {
-	mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
-	return mt == "text/event-stream"
+	return mediaType(resp.Header) == "text/event-stream"
 }

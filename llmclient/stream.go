@@ -6,76 +6,66 @@ import (
 	"io"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/infermesh/infermesh/breaker"
+	"github.com/infermesh/infermesh/internal/deadline"
 	"github.com/infermesh/infermesh/internal/sse"
 	"github.com/infermesh/infermesh/internal/wire"
 	"github.com/infermesh/infermesh/transport"
 )
 
-// errSuperseded ends an attempt whose result arrived after the policy moved on.
-var errSuperseded = errors.New("llmclient: attempt result arrived after the policy moved on")
-
-// runStream runs a streamed call. The policy's per-try limit becomes the first-token
-// timeout and there is no overall limit unless MaxStreamDuration is set: the policy
-// only governs the part of the stream before its first content chunk, which is the
-// only part that may be retried or fail over.
+// runStream runs a streamed call. The policy governs only the part of the stream
+// before its first content chunk, which is the only part that may be retried or fail
+// over: each attempt has the first-token timeout instead of a per-try limit, and there
+// is no overall limit unless MaxStreamDuration is set.
 func (c *call) runStream(pol *breaker.Policy) (*http.Response, error) {
 	sp := c.route.Stream
-	o := breaker.Overrides{PerTryTimeout: sp.FirstTokenTimeout, Timeout: breaker.NoTimeout}
-	c.streamCtx, c.streamCancel = context.WithCancelCause(c.ctx)
+	ctx, cancel := context.WithCancelCause(c.ctx)
+	c.streamCtx, c.streamCancel = ctx, cancel
 	if sp.MaxStreamDuration > 0 {
-		o.Timeout = sp.MaxStreamDuration
-		c.maxTimer = time.AfterFunc(sp.MaxStreamDuration, func() { c.streamCancel(ErrMaxStreamDuration) })
+		// A deadline rather than a timer, so that the policy never waits for a retry
+		// that could not start before it.
+		dctx, dcancel := context.WithDeadlineCause(ctx, time.Now().Add(sp.MaxStreamDuration), ErrMaxStreamDuration)
+		c.streamCtx = dctx
+		c.streamCancel = func(cause error) { cancel(cause); dcancel() }
 	}
-	resp, err := breaker.Do(breaker.WithOverrides(c.ctx, o), pol, c.attemptStream)
+	resp, err := breaker.Do(c.streamCtx, pol, c.attemptStream)
 	c.obs.Breaker(pol.State().String())
-
-	c.mu.Lock()
-	c.finished = true
-	late := c.delivered
-	c.delivered = nil
-	c.mu.Unlock()
 	if err == nil {
 		return resp, nil
-	}
-	if late != nil && late != resp {
-		late.Body.Close()
 	}
 	c.stopStream(err)
 	return c.failed(resp, err)
 }
 
-// stopStream releases the call's stream-wide context and timer.
+// stopStream releases the call's stream-wide context.
 func (c *call) stopStream(cause error) {
-	if c.maxTimer != nil {
-		c.maxTimer.Stop()
-	}
 	if c.streamCancel != nil {
 		c.streamCancel(cause)
 	}
 }
 
 // attemptStream is one try of a streamed call: it returns once the first content
-// chunk has arrived, with a body that replays what was read and streams the rest.
-// Its request runs on a context of its own that outlives this function (the stream
-// goes on after the policy returns); the policy's per-try context is linked to it
-// only until the first content chunk.
-func (c *call) attemptStream(ctx context.Context) (*http.Response, error) {
+// chunk has arrived, with a body that replays what was read and streams the rest. Its
+// request runs on a context of the call's (not the policy's per-attempt one), since the
+// stream goes on after the policy returns.
+func (c *call) attemptStream(context.Context) (*http.Response, error) {
 	n := int(c.attempt.Add(1))
 	actx, a := c.obs.StartAttempt(c.streamCtx, n)
 	end := func(err error) { endAttempt(a, err) }
 	sctx, cancel := context.WithCancelCause(actx)
-	stop := context.AfterFunc(ctx, func() { cancel(context.Cause(ctx)) })
+	firstToken := c.t.deadlines.After(c.route.Stream.FirstTokenTimeout, func() { cancel(ErrFirstTokenTimeout) })
 	fail := func(err error) (*http.Response, error) {
-		stop()
-		cancel(err)
-		if ctx.Err() != nil && c.streamCtx.Err() == nil && c.ctx.Err() == nil {
+		firstToken.Stop()
+		switch cause := context.Cause(sctx); {
+		case errors.Is(cause, ErrFirstTokenTimeout):
 			err = firstTokenTimeout()
-		} else if cause := context.Cause(c.streamCtx); errors.Is(cause, ErrMaxStreamDuration) {
+		case errors.Is(cause, ErrMaxStreamDuration):
 			err = &attemptError{err: ErrMaxStreamDuration, verdict: breaker.Verdict{Outcome: breaker.OutcomeFailure, Class: breaker.ClassTimeout}}
 		}
+		cancel(err)
 		end(err)
 		return nil, err
 	}
@@ -88,7 +78,7 @@ func (c *call) attemptStream(ctx context.Context) (*http.Response, error) {
 	if resp.StatusCode < 200 || resp.StatusCode > 299 || !isEventStream(resp) {
 		// An error status, or a server that answered a stream request with one JSON
 		// document: judged like a non-streamed answer.
-		stop()
+		firstToken.Stop()
 		defer cancel(nil)
 		resp, err := c.judgeWhole(resp, env)
 		if resp == nil {
@@ -108,21 +98,11 @@ func (c *call) attemptStream(ctx context.Context) (*http.Response, error) {
 		s.body.Close()
 		return fail(err)
 	}
-	if !stop() {
-		// The per-try deadline fired while the first chunk was arriving.
+	if !firstToken.Stop() {
+		// The first-token timeout fired while the first chunk was arriving.
 		s.body.Close()
-		return fail(context.Cause(ctx))
+		return fail(ErrFirstTokenTimeout)
 	}
-	c.mu.Lock()
-	if c.finished || n != int(c.attempt.Load()) {
-		c.mu.Unlock()
-		s.body.Close()
-		cancel(errSuperseded)
-		end(errSuperseded)
-		return nil, errSuperseded
-	}
-	c.delivered = resp
-	c.mu.Unlock()
 
 	resp.Body = s
 	resp.ContentLength = -1
@@ -161,7 +141,8 @@ type streamBody struct {
 	delivering bool // content has reached (or is queued for) the caller
 	sawDone    bool
 	sawFinish  bool
-	idle       *time.Timer
+	idle       *deadline.Entry // guarded by mu
+	lastEvent  atomic.Int64    // UnixNano of the latest event, for the idle check
 
 	pending []byte // bytes queued for the caller
 	prefix  []byte // the events read before the first content chunk
@@ -244,9 +225,29 @@ func (s *streamBody) observe(ev *sse.Event) (keep bool, err error) {
 	return true, nil
 }
 
+// startIdle arms the idle timeout. Rather than moving a deadline on every event, each
+// event records its time and the check, when due, re-arms from the latest one.
 func (s *streamBody) startIdle() {
+	s.lastEvent.Store(time.Now().UnixNano())
+	s.armIdle(time.Now().Add(s.c.route.Stream.IdleTimeout))
+}
+
+func (s *streamBody) armIdle(at time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.finished {
+		s.idle = s.c.t.deadlines.At(at, s.checkIdle)
+	}
+}
+
+func (s *streamBody) checkIdle() {
 	idle := s.c.route.Stream.IdleTimeout
-	s.idle = time.AfterFunc(idle, func() { s.cancel(ErrIdleTimeout) })
+	due := time.Unix(0, s.lastEvent.Load()).Add(idle)
+	if time.Now().Before(due) {
+		s.armIdle(due)
+		return
+	}
+	s.cancel(ErrIdleTimeout)
 }
 
 // Read hands the caller the stream's bytes, event by event.
@@ -284,7 +285,7 @@ func (s *streamBody) advance() {
 		}
 		return
 	}
-	s.idle.Reset(s.c.route.Stream.IdleTimeout)
+	s.lastEvent.Store(time.Now().UnixNano())
 	ev := s.sc.Event()
 	if ev.Done() {
 		s.sawDone = true
@@ -331,10 +332,10 @@ func (s *streamBody) finish(err error) {
 	} else {
 		s.err = err
 	}
-	s.mu.Unlock()
 	if s.idle != nil {
 		s.idle.Stop()
 	}
+	s.mu.Unlock()
 	s.body.Close()
 	s.cancel(io.EOF)
 	s.end(err)

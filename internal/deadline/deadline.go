@@ -1,0 +1,119 @@
+// Package deadline runs callbacks at deadlines, many deadlines on one runtime timer.
+//
+// A runtime timer that becomes the earliest one wakes the network poller (and on a
+// busy machine another thread) each time it is added. A client that gives every
+// request its own deadline timer pays that on every request; a [Scheduler] pays it
+// only when a new deadline is earlier than every pending one, which for deadlines of
+// equal length (a route's per-try limit, a stream's first-token or idle limit) is
+// about once per deadline length rather than once per request.
+package deadline
+
+import (
+	"container/heap"
+	"sync"
+	"time"
+)
+
+// Scheduler runs each registered callback once its deadline has passed. The zero value
+// is ready to use. It starts no goroutine of its own: the one timer's callback runs
+// the due callbacks, each on that timer's goroutine, one after another, so callbacks
+// must be short (cancelling a context is). Safe for concurrent use.
+type Scheduler struct {
+	mu    sync.Mutex
+	q     queue
+	timer *time.Timer
+	armed time.Time // when the timer fires; zero when it is not armed
+}
+
+// Entry is one registered deadline.
+type Entry struct {
+	when time.Time
+	fire func()
+	idx  int // position in the queue; -1 once removed
+	s    *Scheduler
+}
+
+// At registers fire to run at when (at once, on the timer's goroutine, if when has
+// passed).
+func (s *Scheduler) At(when time.Time, fire func()) *Entry {
+	e := &Entry{when: when, fire: fire, s: s}
+	s.mu.Lock()
+	heap.Push(&s.q, e)
+	s.arm(when)
+	s.mu.Unlock()
+	return e
+}
+
+// After registers fire to run after d.
+func (s *Scheduler) After(d time.Duration, fire func()) *Entry {
+	return s.At(time.Now().Add(d), fire)
+}
+
+// Stop unregisters e. It reports whether e was still pending: false means its
+// callback has run or is running.
+func (e *Entry) Stop() bool {
+	s := e.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e.idx < 0 {
+		return false
+	}
+	heap.Remove(&s.q, e.idx)
+	return true
+}
+
+// arm makes the timer fire no later than when. Called with s.mu held.
+func (s *Scheduler) arm(when time.Time) {
+	if !s.armed.IsZero() && !when.Before(s.armed) {
+		return // an earlier firing will re-arm for this one
+	}
+	s.armed = when
+	d := time.Until(when)
+	if s.timer == nil {
+		s.timer = time.AfterFunc(d, s.run)
+		return
+	}
+	s.timer.Reset(d)
+}
+
+// run fires the due entries and re-arms for the next one.
+func (s *Scheduler) run() {
+	var due []func()
+	s.mu.Lock()
+	now := time.Now()
+	for len(s.q) > 0 && !s.q[0].when.After(now) {
+		e := heap.Pop(&s.q).(*Entry)
+		due = append(due, e.fire)
+	}
+	s.armed = time.Time{}
+	if len(s.q) > 0 {
+		s.arm(s.q[0].when)
+	}
+	s.mu.Unlock()
+	for _, f := range due {
+		f()
+	}
+}
+
+// queue is a min-heap of entries by deadline.
+type queue []*Entry
+
+func (q queue) Len() int           { return len(q) }
+func (q queue) Less(i, j int) bool { return q[i].when.Before(q[j].when) }
+func (q queue) Swap(i, j int) {
+	q[i], q[j] = q[j], q[i]
+	q[i].idx, q[j].idx = i, j
+}
+func (q *queue) Push(x any) {
+	e := x.(*Entry)
+	e.idx = len(*q)
+	*q = append(*q, e)
+}
+func (q *queue) Pop() any {
+	old := *q
+	e := old[len(old)-1]
+	old[len(old)-1] = nil
+	e.idx = -1
+	*q = old[:len(old)-1]
+	return e
+}
