@@ -261,15 +261,7 @@ func (c *Call) Retry(attempt int, wait time.Duration, reason string) {
 			RetryReasonKey.String(reason),
 		))
 	}
-	if !c.in.retries.Enabled(c.ctx) {
-		return
-	}
-	c.in.retries.Add(c.ctx, 1, metric.WithAttributes(
-		semconv.GenAIOperationNameKey.String(c.op),
-		semconv.GenAIProviderNameKey.String(c.provider),
-		semconv.ServerAddressKey.String(c.addr),
-		RetryReasonKey.String(reason),
-	))
+	c.count(c.in.retries, semconv.ServerAddressKey.String(c.addr), RetryReasonKey.String(reason))
 }
 
 // BudgetRejected records that the retry budget refused to retry attempt
@@ -291,14 +283,7 @@ func (c *Call) BudgetRejected(attempt int, reason string) {
 			RetryReasonKey.String(reason),
 		))
 	}
-	if !c.in.budget.Enabled(c.ctx) {
-		return
-	}
-	c.in.budget.Add(c.ctx, 1, metric.WithAttributes(
-		semconv.GenAIOperationNameKey.String(c.op),
-		semconv.GenAIProviderNameKey.String(c.provider),
-		semconv.ServerAddressKey.String(c.addr),
-	))
+	c.count(c.in.budget, semconv.ServerAddressKey.String(c.addr))
 }
 
 // Breaker records the circuit breaker state the call saw ("closed",
@@ -331,14 +316,18 @@ func (c *Call) Fallback(target string) {
 	if c.rec {
 		c.span.AddEvent(FallbackEvent, trace.WithAttributes(FallbackTargetKey.String(target)))
 	}
-	if !c.in.fallbacks.Enabled(c.ctx) {
+	c.count(c.in.fallbacks, FallbackTargetKey.String(target))
+}
+
+// count adds one to a resilience counter, with the call's operation and provider and
+// the given attributes, when the counter is enabled.
+func (c *Call) count(ctr metric.Int64Counter, extra ...attribute.KeyValue) {
+	if !ctr.Enabled(c.ctx) {
 		return
 	}
-	c.in.fallbacks.Add(c.ctx, 1, metric.WithAttributes(
-		semconv.GenAIOperationNameKey.String(c.op),
-		semconv.GenAIProviderNameKey.String(c.provider),
-		FallbackTargetKey.String(target),
-	))
+	attrs := make([]attribute.KeyValue, 0, 2+len(extra))
+	attrs = append(attrs, semconv.GenAIOperationNameKey.String(c.op), semconv.GenAIProviderNameKey.String(c.provider))
+	ctr.Add(c.ctx, 1, metric.WithAttributes(append(attrs, extra...)...))
 }
 
 // Mesh records the mesh signals of the latest response; the last one is kept.
