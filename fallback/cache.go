@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"sync"
@@ -146,6 +147,22 @@ func (c *Cache) Store(r *Request, body []byte) {
 		c.order.Remove(last)
 		delete(c.byKey, le.key)
 		c.bytes -= int64(len(le.body))
+	}
+}
+
+// StoreReply records a reply given as text, such as a stream's content put together
+// once the stream ended well. It is stored as the non-streamed reply to r.
+func (c *Cache) StoreReply(r *Request, rep Reply) {
+	plain := *r
+	plain.Stream = false
+	resp, err := render(&plain, c.cfg.Name, rep)
+	if err != nil {
+		return
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err == nil {
+		c.Store(r, body)
 	}
 }
 

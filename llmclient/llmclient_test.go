@@ -543,3 +543,38 @@ func TestTooLittleDeadlineGoesStraightToFallback(t *testing.T) {
 		}
 	})
 }
+
+// TestCacheRecordsAndServes: good replies, streamed or not, are stored, and the cache
+// answers them (marked degraded) when the primary is out.
+func TestCacheRecordsAndServes(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cache, err := fallback.NewCache(fallback.CacheConfig{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg := llmclient.Config{Cache: cache, Fallback: fallback.Config{Targets: []fallback.Target{cache}}}
+		e, done := newEnv(t, cfg, llmtest.WithChunks(3, "good "))
+		defer done()
+		stream := chatReq(true)
+		stream.Messages[0].Content = "streamed question"
+		if res := readStream(context.Background(), e.client, stream); res.err != nil || res.openErr != nil {
+			t.Fatal(res.err, res.openErr)
+		}
+		if _, err := e.client.CreateChatCompletion(context.Background(), chatReq(false)); err != nil {
+			t.Fatal(err)
+		}
+		if cache.Len() != 2 {
+			t.Fatalf("cache holds %d replies, want 2", cache.Len())
+		}
+		e.srv.SetRules(llmtest.Rule{Fault: llmtest.EnvoyNoHealthyUpstream()})
+		resp, err := e.client.CreateChatCompletion(context.Background(), chatReq(false))
+		if err != nil || resp.Choices[0].Message.Content != "good good good " || resp.Header().Get(fallback.HeaderDegraded) != "cache" {
+			t.Fatalf("from cache: err %v, choices %+v, header %v", err, resp.Choices, resp.Header())
+		}
+		// The streamed answer comes back as a stream, put together from its chunks.
+		res := readStream(context.Background(), e.client, stream)
+		if res.err != nil || res.openErr != nil || res.content != "good good good " || res.header.Get(fallback.HeaderFallback) != "cache" {
+			t.Fatalf("stream from cache: %v %v %q %v", res.err, res.openErr, res.content, res.header)
+		}
+	})
+}

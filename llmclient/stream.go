@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/infermesh/infermesh/breaker"
+	"github.com/infermesh/infermesh/fallback"
 	"github.com/infermesh/infermesh/internal/deadline"
 	"github.com/infermesh/infermesh/internal/sse"
 	"github.com/infermesh/infermesh/internal/wire"
@@ -93,6 +94,7 @@ func (c *call) attemptStream(context.Context) (*http.Response, error) {
 		sc:        sse.NewScanner(resp.Body, sse.Options{MaxEventSize: c.t.cfg.MaxEventBytes, EmitEmpty: true}),
 		hideUsage: !c.info.includeUsage,
 		env:       env,
+		record:    c.t.cfg.Cache != nil,
 	}
 	if err := s.prelude(); err != nil {
 		s.body.Close()
@@ -151,6 +153,14 @@ type streamBody struct {
 
 	chunks int
 	bytes  int64
+
+	// With a cache configured, the stream's text is put together so that a stream
+	// that ends well can be stored as the last good reply.
+	record       bool
+	text         []byte
+	finishReason string
+	usageIn      int64
+	usageOut     int64
 
 	mu       sync.Mutex
 	err      error // sticky: what Read returns once pending is drained
@@ -215,6 +225,9 @@ func (s *streamBody) observe(ev *sse.Event) (keep bool, err error) {
 	if f.NumFinishReasons > 0 {
 		s.sawFinish = true
 	}
+	if s.record {
+		s.remember(f)
+	}
 	if f.Choices == 0 && f.UsageState == wire.UsagePresent {
 		return !s.hideUsage, nil
 	}
@@ -227,6 +240,19 @@ func (s *streamBody) observe(ev *sse.Event) (keep bool, err error) {
 
 // startIdle arms the idle timeout. Rather than moving a deadline on every event, each
 // event records its time and the check, when due, re-arms from the latest one.
+// remember keeps what the cache needs of a chunk.
+func (s *streamBody) remember(f *wire.Fields) {
+	if f.Content != nil && int64(len(s.text)+len(f.Content)) <= s.c.t.cfg.MaxResponseBytes {
+		s.text = wire.AppendUnquoted(s.text, f.Content)
+	}
+	if f.NumFinishReasons > 0 {
+		s.finishReason = wire.Unquote(f.FinishReasons[0])
+	}
+	if f.UsageState == wire.UsagePresent {
+		s.usageIn, s.usageOut = f.Usage.InputTokens, f.Usage.OutputTokens
+	}
+}
+
 func (s *streamBody) startIdle() {
 	s.lastEvent.Store(time.Now().UnixNano())
 	s.armIdle(time.Now().Add(s.c.route.Stream.IdleTimeout))
@@ -338,6 +364,11 @@ func (s *streamBody) finish(err error) {
 	s.mu.Unlock()
 	s.body.Close()
 	s.cancel(io.EOF)
+	if s.record && err == nil && (s.sawDone || s.sawFinish) {
+		s.c.t.cfg.Cache.StoreReply(s.c.fallbackRequest(nil), fallback.Reply{
+			Content: string(s.text), FinishReason: s.finishReason,
+			InputTokens: int(s.usageIn), OutputTokens: int(s.usageOut)})
+	}
 	s.end(err)
 	s.c.stopStream(io.EOF)
 	class := ""
