@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"strings"
 
+	"github.com/infermesh/infermesh/tracing"
 	"github.com/infermesh/infermesh/transport"
 )
 
@@ -102,6 +103,8 @@ func (e *Endpoint) Serve(ctx context.Context, r *Request) (*http.Response, error
 	if len(body) > 0 && req.Header.Get("Content-Type") == "" {
 		req.Header.Set("Content-Type", "application/json")
 	}
+	// The fallback's span (when the call is traced) continues the caller's trace.
+	tracing.CallFromContext(ctx).InjectHeader(ctx, req.Header)
 	return e.rt.RoundTrip(req)
 }
 

@@ -305,3 +305,35 @@ func TestSecretNowhere(t *testing.T) {
 		}
 	})
 }
+
+// TestTracingFallbackEndpointContinuesTrace: a request to a fallback endpoint carries
+// the call's trace context, under the fallback's own span.
+func TestTracingFallbackEndpointContinuesTrace(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		tel := newTelemetry()
+		local := llmtest.NewUnstartedServer()
+		defer local.Close()
+		cfg := fallbackConfig(t, local)
+		cfg.Tracing = tel.config()
+		e, done := newEnv(t, cfg)
+		defer done()
+		e.srv.SetRules(llmtest.Rule{Fault: llmtest.EnvoyNoHealthyUpstream()})
+		if _, err := e.client.CreateChatCompletion(context.Background(), chatReq(false)); err != nil {
+			t.Fatal(err)
+		}
+		call := tel.callSpan(t)
+		var fb tracetest.SpanStub
+		for _, s := range tel.spans.GetSpans() {
+			if s.Parent.SpanID() == call.SpanContext.SpanID() && s.SpanKind == trace.SpanKindClient && s.Name != tracing.AttemptSpanName {
+				fb = s
+			}
+		}
+		if !fb.SpanContext.IsValid() {
+			t.Fatalf("no CLIENT span for the fallback endpoint: %v", names(tel.spans.GetSpans()))
+		}
+		tp := local.Requests()[0].Header.Get("Traceparent")
+		if !strings.Contains(tp, call.SpanContext.TraceID().String()) || !strings.Contains(tp, fb.SpanContext.SpanID().String()) {
+			t.Errorf("fallback traceparent %q, want trace %s span %s", tp, call.SpanContext.TraceID(), fb.SpanContext.SpanID())
+		}
+	})
+}

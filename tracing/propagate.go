@@ -65,3 +65,14 @@ func ServerFromURL(u *url.URL) (address string, port int) {
 	}
 	return host, port
 }
+
+// InjectHeader writes the trace context of ctx into h with the propagator of the
+// call's instrumenter, for requests made on the call's behalf by code that holds only
+// the context (a fallback target, say). On a nil Call it uses the global propagator.
+func (c *Call) InjectHeader(ctx context.Context, h http.Header) {
+	var in *Instrumenter
+	if c != nil {
+		in = c.in
+	}
+	in.InjectHeader(ctx, h)
+}
