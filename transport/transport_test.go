@@ -238,6 +238,7 @@ func runLoad(t *testing.T, rt http.RoundTripper, total, concurrency int) int64 {
 // connections per host.
 func TestPooledConnections(t *testing.T) {
 	const total, concurrency = 2000, 64
+	most := int64(0) // the most connections a pooled preset opened
 	for _, preset := range []transport.Preset{transport.PresetDirect, transport.PresetSidecar} {
 		tr, err := transport.New(transport.Config{Preset: preset})
 		if err != nil {
@@ -248,12 +249,16 @@ func TestPooledConnections(t *testing.T) {
 		if pooled > 2*concurrency {
 			t.Errorf("%s preset opened %d connections, want at most %d", preset, pooled, 2*concurrency)
 		}
+		most = max(most, int64(pooled))
 	}
 	// The standard library's defaults: MaxIdleConnsPerHost 2 (a zero Transport).
 	stdlib := runLoad(t, &http.Transport{}, total, concurrency)
 	t.Logf("stdlib default: %d connections for %d requests", stdlib, total)
-	if stdlib <= 2*concurrency*2 {
-		t.Errorf("stdlib default transport opened only %d connections; the test no longer shows churn", stdlib)
+	// How much the stdlib churns depends on scheduling (fewer under -race's slower
+	// requests, more on an idle machine); "far more" is judged against the pooled
+	// presets in the same run and the pooled ceiling.
+	if int64(stdlib) <= 2*most || stdlib <= 2*concurrency {
+		t.Errorf("stdlib default transport opened only %d connections (pooled presets: at most %d); the test no longer shows churn", stdlib, most)
 	}
 }
 
