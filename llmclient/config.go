@@ -71,7 +71,11 @@ type Route struct {
 	// chat route). The route with the empty Prefix is the default.
 	Prefix string
 	// Policy is the breaker, retry and time-limit policy. Each upstream host gets its
-	// own breaker built from it.
+	// own breaker built from it. Its Timeout (0: breaker.DefaultTimeout; NoTimeout:
+	// none) and PerTryTimeout bound non-streamed calls as deadlines on the request
+	// context, enforced on one shared timer rather than by the breaker's goroutine time
+	// limiter, so the Base transport must honour request contexts (net/http's does).
+	// Streams use Stream instead.
 	Policy breaker.Config
 	// Stream applies to requests with "stream": true.
 	Stream StreamPolicy
