@@ -196,8 +196,8 @@ func TestWithOverrides(t *testing.T) {
 		var n atomic.Int32
 		_, err := breaker.Do(ctx, p, func(ctx context.Context) (int, error) {
 			k := n.Add(1)
-			if d, _ := ctx.Deadline(); d.Sub(time.Now()) != time.Second {
-				t.Errorf("attempt %d: deadline in %v, want 1s", k, d.Sub(time.Now()))
+			if d, _ := ctx.Deadline(); time.Until(d) != time.Second {
+				t.Errorf("attempt %d: deadline in %v, want 1s", k, time.Until(d))
 			}
 			time.Sleep(2 * time.Second) // ignores ctx
 			return 0, nil

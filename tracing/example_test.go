@@ -25,14 +25,14 @@ func printSpans(exp *tracetest.InMemoryExporter, keys ...string) {
 		for _, k := range keys {
 			for _, kv := range s.Attributes {
 				if string(kv.Key) == k {
-					fmt.Printf(" %s=%s", k, kv.Value.Emit())
+					fmt.Printf(" %s=%s", k, kv.Value.String())
 				}
 			}
 		}
 		for _, e := range s.Events {
 			fmt.Printf(" event:%s", e.Name)
 			for _, kv := range e.Attributes {
-				fmt.Printf(" %s=%s", kv.Key, kv.Value.Emit())
+				fmt.Printf(" %s=%s", kv.Key, kv.Value.String())
 			}
 		}
 		if s.Status.Description != "" {
@@ -77,7 +77,7 @@ func Example() {
 		if h, ok := m.Data.(metricdata.Histogram[int64]); ok {
 			for _, dp := range h.DataPoints {
 				typ, _ := dp.Attributes.Value("gen_ai.token.type")
-				fmt.Printf("%s %s=%s sum=%d\n", m.Name, "gen_ai.token.type", typ.Emit(), dp.Sum)
+				fmt.Printf("%s %s=%s sum=%d\n", m.Name, "gen_ai.token.type", typ.String(), dp.Sum)
 			}
 		}
 	}

@@ -109,7 +109,7 @@ func valueText(v attribute.Value) string {
 	case attribute.STRINGSLICE:
 		return fmt.Sprintf("%q", v.AsStringSlice())
 	default:
-		return v.Emit()
+		return v.String()
 	}
 }
 

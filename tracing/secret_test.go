@@ -73,7 +73,7 @@ func exportDump(t testing.TB, h *harness) string {
 	var b strings.Builder
 	kvs := func(attrs []attribute.KeyValue) {
 		for _, kv := range attrs {
-			fmt.Fprintf(&b, " %s=%s", kv.Key, kv.Value.Emit())
+			fmt.Fprintf(&b, " %s=%s", kv.Key, kv.Value.String())
 		}
 		b.WriteString("\n")
 	}

@@ -63,7 +63,7 @@ func TestParserTemplate(t *testing.T) {
 		pre + `a"b\` + suf,    // escapes
 		pre + `ab\` + suf,     // escaped closing quote: invalid
 		pre + `a"b` + suf,     // a raw quote: invalid
-		pre + "ab" + suf,     // control character: invalid
+		pre + "a\x01b" + suf,  // control character: invalid
 		pre + `é` + suf,       // unicode escape
 		pre + "x" + sufFinish, // new template with a finish reason and usage
 		pre + "longer text" + sufFinish,
