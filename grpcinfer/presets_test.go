@@ -146,27 +146,9 @@ func TestZstdCompressorDirect(t *testing.T) {
 	}
 	for i := range 4 {
 		msg := bytes.Repeat([]byte{byte(i), 1, 2, 3}, 10000*(i+1))
-		var buf bytes.Buffer
-		w, err := c.Compress(&buf)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := w.Write(msg); err != nil {
-			t.Fatal(err)
-		}
-		if err := w.Close(); err != nil {
-			t.Fatal(err)
-		}
-		r, err := c.Decompress(&buf)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, err := io.ReadAll(r)
-		if err != nil || !bytes.Equal(got, msg) {
-			t.Fatalf("round %d: %d bytes back, err %v", i, len(got), err)
-		}
-		if cl, ok := r.(io.Closer); ok {
-			_ = cl.Close()
+		got, r := zstdRoundTrip(t, c, msg)
+		if !bytes.Equal(got, msg) {
+			t.Fatalf("round %d: %d bytes back of %d", i, len(got), len(msg))
 		}
 		if _, err := r.Read(make([]byte, 1)); err != io.EOF {
 			t.Fatalf("read after close = %v, want EOF", err)

@@ -31,14 +31,14 @@ func ParseRequest(data []byte, r *Request) error {
 		return err
 	}
 	for first := true; ; first = false {
-		raw, esc, err := p.key(first)
+		name, raw, err := p.member(first)
 		if err != nil {
 			return err
 		}
 		if raw == nil {
 			break
 		}
-		switch string(p.keyName(raw, esc)) {
+		switch string(name) {
 		case "model":
 			r.Model, err = p.optString()
 		case "stream":
@@ -78,14 +78,14 @@ func (p *parser) streamOptions(r *Request) error {
 		return err
 	}
 	for first := true; ; first = false {
-		raw, esc, err := p.key(first)
+		name, raw, err := p.member(first)
 		if err != nil {
 			return err
 		}
 		if raw == nil {
 			break
 		}
-		if string(p.keyName(raw, esc)) == "include_usage" {
+		if string(name) == "include_usage" {
 			r.IncludeUsage, err = p.optBool()
 		} else {
 			err = p.skip()

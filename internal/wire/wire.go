@@ -379,9 +379,6 @@ func (p *parser) key(first bool) (k []byte, escaped bool, err error) {
 	switch c := b[i]; {
 	case c == '}':
 		p.i = i + 1
-		if !first {
-			return nil, false, nil
-		}
 		return nil, false, nil
 	case !first:
 		if c != ',' {
@@ -470,19 +467,29 @@ func (p *parser) keyName(raw []byte, escaped bool) []byte {
 	return d
 }
 
+// member steps to the next member of the object p is in: name is its key for
+// switching (see keyName), raw the key as written; raw is nil at the object's end.
+func (p *parser) member(first bool) (name, raw []byte, err error) {
+	raw, esc, err := p.key(first)
+	if err != nil || raw == nil {
+		return nil, nil, err
+	}
+	return p.keyName(raw, esc), raw, nil
+}
+
 // topKeys reads the keys of the top-level object, whose '{' has been
 // consumed, up to and including its '}'. With ps, it caches the bytes before
 // a "choices" key.
 func (p *parser) topKeys(f *Fields, first bool, ps *Parser) error {
 	for ; ; first = false {
-		raw, esc, err := p.key(first)
+		name, raw, err := p.member(first)
 		if err != nil {
 			return err
 		}
 		if raw == nil {
 			break
 		}
-		switch string(p.keyName(raw, esc)) {
+		switch string(name) {
 		case "id":
 			f.ID, err = p.optString()
 		case "model":
@@ -548,14 +555,14 @@ func (p *parser) usage(u *Usage) (UsageState, error) {
 	var prompt, input, completion, output int64
 	var hasPrompt, hasInput, hasCompletion, hasOutput bool
 	for first := true; ; first = false {
-		raw, esc, err := p.key(first)
+		name, raw, err := p.member(first)
 		if err != nil {
 			return UsagePresent, err
 		}
 		if raw == nil {
 			break
 		}
-		switch string(p.keyName(raw, esc)) {
+		switch string(name) {
 		case "prompt_tokens":
 			prompt, hasPrompt, err = p.intValue()
 		case "input_tokens":
@@ -625,14 +632,14 @@ func (p *parser) choice(f *Fields, firstChoice bool) error {
 		return err
 	}
 	for first := true; ; first = false {
-		raw, esc, err := p.key(first)
+		name, raw, err := p.member(first)
 		if err != nil {
 			return err
 		}
 		if raw == nil {
 			break
 		}
-		switch string(p.keyName(raw, esc)) {
+		switch string(name) {
 		case "finish_reason":
 			var r []byte
 			r, err = p.optString()
@@ -676,14 +683,14 @@ func (p *parser) message(f *Fields, firstChoice bool) error {
 		return err
 	}
 	for first := true; ; first = false {
-		raw, esc, err := p.key(first)
+		name, raw, err := p.member(first)
 		if err != nil {
 			return err
 		}
 		if raw == nil {
 			break
 		}
-		switch string(p.keyName(raw, esc)) {
+		switch string(name) {
 		case "content":
 			if p.b[p.i] == '"' {
 				var t []byte
@@ -773,14 +780,14 @@ func (p *parser) errorValue(e *ErrorObject) error {
 		return err
 	}
 	for first := true; ; first = false {
-		raw, esc, err := p.key(first)
+		name, raw, err := p.member(first)
 		if err != nil {
 			return err
 		}
 		if raw == nil {
 			break
 		}
-		switch string(p.keyName(raw, esc)) {
+		switch string(name) {
 		case "message":
 			e.Message, err = p.scalarText()
 		case "type":
