@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
+
+	"github.com/infermesh/infermesh/internal/deadline"
 )
 
 // Do runs fn under p: the overall time limiter, then retries (within the retry
@@ -48,7 +50,8 @@ import (
 // The next attempt may start while it still runs, so fn must then be safe to
 // run concurrently with itself. A panic in fn is never swallowed: while Do
 // waits it is raised again in Do; after Do has returned it is raised on fn's
-// goroutine (and ends the program, as any unrecovered panic would). When no
+// goroutine or, if the deadline's callback lets go of the attempt last, on the
+// time limiter's (and ends the program, as any unrecovered panic would). When no
 // time limit applies, fn runs on the caller's goroutine and must honour ctx
 // itself to be cut short.
 //
@@ -79,8 +82,11 @@ func Do[T any](ctx context.Context, p *Policy, fn func(context.Context) (T, erro
 
 // call is the state of one Do call.
 type call struct {
-	start       time.Time     // set only when a time limit applies
-	overall     time.Time     // the overall deadline; zero = none
+	// Instants are offsets from Policy.created: time.Since reads only the
+	// monotonic clock, which is cheaper than time.Now, and offsets add
+	// without time.Time's bookkeeping.
+	start       time.Duration // set only when a time limit applies
+	overall     time.Duration // the overall deadline; 0 = none
 	perTry      time.Duration // 0 = none
 	maxAttempts int
 	timed       bool // fn runs on its own goroutine
@@ -114,9 +120,9 @@ func (p *Policy) begin(ctx context.Context) call {
 	}
 	c.timed = timeout > 0 || c.perTry > 0
 	if c.timed {
-		c.start = time.Now()
+		c.start = time.Since(p.created)
 		if timeout > 0 {
-			c.overall = c.start.Add(timeout)
+			c.overall = c.start + timeout
 		}
 	}
 	p.inflight.Add(1)
@@ -152,23 +158,18 @@ var timeoutVerdict = Verdict{Outcome: OutcomeFailure, Retryable: true, Class: Cl
 
 // runTry runs fn once under the per-try time limiter and classifies the result.
 func runTry[T any](ctx context.Context, p *Policy, c *call, fn func(context.Context) (T, error), val *T) (err error, v Verdict, slow bool) {
-	if !c.timed {
-		// Without deadlines to compute, the duration is measured as offsets
-		// from p.created: time.Since reads only the monotonic clock, which is
-		// cheaper than time.Now.
-		t0 := time.Since(p.created)
-		actx, cancel := context.WithCancel(ctx)
-		defer cancel()
-		*val, err = fn(actx)
-		slow = time.Since(p.created)-t0 > p.s.slowDuration
-	} else {
-		start := c.start // the first attempt starts with the call
-		if c.retried {
-			start = time.Now()
-		}
-		err = runTimed(ctx, p, c, fn, val, start)
-		slow = time.Since(start) > p.s.slowDuration
+	start := c.start // the first timed attempt starts with the call
+	if !c.timed || c.retried {
+		start = time.Since(p.created)
 	}
+	if c.timed {
+		err = runTimed(ctx, p, c, fn, val, start)
+	} else {
+		actx := &tryCtx{parent: ctx}
+		defer actx.end(nil)
+		*val, err = fn(actx)
+	}
+	slow = time.Since(p.created)-start > p.s.slowDuration
 	if err == nil {
 		return nil, Verdict{}, slow
 	}
@@ -188,23 +189,48 @@ func runTry[T any](ctx context.Context, p *Policy, c *call, fn func(context.Cont
 
 // runTimed runs fn on its own goroutine and waits for it, the attempt's
 // deadline or the caller's ctx, whichever comes first.
-func runTimed[T any](ctx context.Context, p *Policy, c *call, fn func(context.Context) (T, error), val *T, start time.Time) error {
-	deadline, cause := c.overall, ErrTimeout
+//
+// The deadline is kept by p's deadline scheduler rather than by
+// context.WithDeadline: a runtime timer per attempt costs more than the rest
+// of the time limiter together, while the scheduler arms its one timer only
+// when a deadline is earlier than every pending one.
+func runTimed[T any](ctx context.Context, p *Policy, c *call, fn func(context.Context) (T, error), val *T, start time.Duration) error {
+	at, cause := c.overall, ErrTimeout
 	if c.perTry > 0 {
-		if d := start.Add(c.perTry); deadline.IsZero() || d.Before(deadline) {
-			deadline, cause = d, ErrPerTryTimeout
+		if d := start + c.perTry; at == 0 || d < at {
+			at, cause = d, ErrPerTryTimeout
 		}
 	}
-	actx, cancel := context.WithDeadlineCause(ctx, deadline, cause)
-	defer cancel()
+	deadline := p.created.Add(at)
 	st := getTryState[T](p)
-	st.fn, st.ctx, st.cancel = fn, actx, cancel
-	st.refs.Store(2)
-	run := st.run
-	go run()
-	<-actx.Done()
+	st.fn, st.cause = fn, cause
+	if d, ok := ctx.Deadline(); ok && !d.After(deadline) {
+		// The caller's deadline comes first and ends the attempt itself, as
+		// context.WithDeadline would leave it to.
+		st.ctx = &tryCtx{parent: ctx, deadline: d}
+		st.refs.Store(2) // Do and fn's goroutine
+		st.expiry.Reset()
+	} else {
+		st.ctx = &tryCtx{parent: ctx, deadline: deadline}
+		st.refs.Store(3) // Do, fn's goroutine and the deadline entry
+		p.deadlines.Schedule(&st.expiry, deadline, st.expire)
+	}
+	tc := st.ctx
+	go st.run()
+	if done := ctx.Done(); done == nil {
+		<-st.wake
+	} else {
+		select {
+		case <-st.wake:
+		case <-done:
+		}
+	}
+	if st.expiry.Stop() {
+		st.refs.Add(-1) // the entry never fired, nor will it
+	}
 	if st.finished.Load() {
 		v, err, pv, panicked := st.v, st.err, st.pv, st.panicked
+		st.panicked = false // received: whoever lets go last must not raise it again
 		st.release()
 		if panicked {
 			panic(pv)
@@ -215,7 +241,7 @@ func runTimed[T any](ctx context.Context, p *Policy, c *call, fn func(context.Co
 	// Abandoned: the deadline passed or the caller's ctx ended first.
 	var zero T
 	*val = zero
-	err := context.Cause(actx)
+	err := tc.end(context.Cause(ctx))
 	if err != ErrPerTryTimeout && err != ErrTimeout {
 		err = context.Cause(ctx)
 	}
@@ -227,14 +253,96 @@ func runTimed[T any](ctx context.Context, p *Policy, c *call, fn func(context.Co
 	return err
 }
 
-// tryState is one run of fn on its own goroutine, pooled per Policy. The caller
-// and the goroutine each hold a reference; the last to let go recycles it.
+// tryCtx is the ctx of an attempt. It behaves as a context.WithCancelCause
+// ctx of the caller's, ended when the attempt ends. With a deadline (a timed
+// attempt) it behaves as a context.WithDeadlineCause ctx: it reports the
+// deadline and ends with context.DeadlineExceeded when the deadline scheduler
+// ends it, with ErrPerTryTimeout or ErrTimeout as the cause.
+//
+// The cancelCtx that carries Done, Err, Value and the cause is made on first
+// use, so a fn that never looks at its ctx (the kind the time limiter exists
+// for) costs none; an end that comes first is applied when it is made.
+type tryCtx struct {
+	parent   context.Context
+	deadline time.Time
+	made     atomic.Pointer[madeCtx]
+	mu       sync.Mutex
+	cause    error // why it ended; nil while it runs
+}
+
+type madeCtx struct {
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+}
+
+func (c *tryCtx) inner() context.Context {
+	if m := c.made.Load(); m != nil {
+		return m.ctx
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if m := c.made.Load(); m != nil {
+		return m.ctx
+	}
+	ctx, cancel := context.WithCancelCause(c.parent)
+	if c.cause != nil {
+		cancel(c.cause)
+	}
+	c.made.Store(&madeCtx{ctx, cancel})
+	return ctx
+}
+
+// end ends c with cause (nil: context.Canceled), unless it has ended already,
+// and returns the cause it ended with first.
+func (c *tryCtx) end(cause error) error {
+	if cause == nil {
+		cause = context.Canceled
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cause == nil {
+		c.cause = cause
+		if m := c.made.Load(); m != nil {
+			m.cancel(cause)
+		}
+	}
+	return c.cause
+}
+
+func (c *tryCtx) Deadline() (time.Time, bool) {
+	if c.deadline.IsZero() {
+		return c.parent.Deadline()
+	}
+	return c.deadline, true
+}
+func (c *tryCtx) Done() <-chan struct{}       { return c.inner().Done() }
+func (c *tryCtx) Value(key any) any           { return c.inner().Value(key) }
+
+func (c *tryCtx) Err() error {
+	in := c.inner()
+	err := in.Err()
+	if err == context.Canceled {
+		if cause := context.Cause(in); cause == ErrPerTryTimeout || cause == ErrTimeout {
+			return context.DeadlineExceeded
+		}
+	}
+	return err
+}
+
+func (c *tryCtx) String() string { return "breaker.attempt" }
+
+// tryState is one run of fn on its own goroutine, pooled per Policy. The
+// caller, the goroutine and the deadline entry each hold a reference; the last
+// to let go recycles it.
 type tryState[T any] struct {
-	run      func() // st.body, bound once
+	run      func()        // st.body, bound once
+	expire   func()        // st.fire, bound once
+	wake     chan struct{} // 1-buffered: fn finished or the deadline passed
+	expiry   deadline.Entry
 	pool     *sync.Pool
 	fn       func(context.Context) (T, error)
-	ctx      context.Context
-	cancel   context.CancelFunc
+	ctx      *tryCtx
+	cause    error // the deadline's cause
 	v        T
 	err      error
 	pv       any
@@ -249,8 +357,8 @@ func getTryState[T any](p *Policy) *tryState[T] {
 	if st, ok := p.pool.Get().(*tryState[T]); ok {
 		return st
 	}
-	st := &tryState[T]{pool: &p.pool}
-	st.run = st.body
+	st := &tryState[T]{pool: &p.pool, wake: make(chan struct{}, 1)}
+	st.run, st.expire = st.body, st.fire
 	return st
 }
 
@@ -265,14 +373,38 @@ func (st *tryState[T]) body() {
 			}
 		}
 		st.finished.Store(true)
-		st.cancel()
-		if st.refs.Add(-1) == 0 {
-			// Do has returned without this result.
-			st.recycleOrPanic()
-		}
+		st.ctx.end(nil)
+		st.signal()
+		st.unref()
 	}()
 	st.v, st.err = st.fn(st.ctx)
 	normal = true
+}
+
+// fire runs on the deadline scheduler's goroutine when the attempt's deadline
+// passes.
+func (st *tryState[T]) fire() {
+	st.ctx.end(st.cause)
+	st.signal()
+	st.unref()
+}
+
+// signal wakes Do. Both fn's goroutine and the deadline entry may signal; the
+// token Do did not take is drained when st is recycled.
+func (st *tryState[T]) signal() {
+	select {
+	case st.wake <- struct{}{}:
+	default:
+	}
+}
+
+// unref drops the reference of fn's goroutine or of the deadline entry. The
+// last one out after Do has returned without the result recycles st, raising
+// fn's panic if it had one that nobody received.
+func (st *tryState[T]) unref() {
+	if st.refs.Add(-1) == 0 {
+		st.recycleOrPanic()
+	}
 }
 
 // release drops the caller's reference after it took the result.
@@ -294,8 +426,12 @@ func (st *tryState[T]) recycleOrPanic() {
 
 func (st *tryState[T]) recycle() {
 	var zero T
-	st.fn, st.ctx, st.cancel, st.v, st.err, st.pv, st.panicked = nil, nil, nil, zero, nil, nil, false
+	st.fn, st.ctx, st.cause, st.v, st.err, st.pv, st.panicked = nil, nil, nil, zero, nil, nil, false
 	st.finished.Store(false)
+	select {
+	case <-st.wake:
+	default:
+	}
 	st.pool.Put(st)
 }
 
@@ -309,8 +445,8 @@ func (p *Policy) retry(ctx context.Context, c *call, attempt int, err error, v *
 	if e := ctx.Err(); e != nil {
 		return stop(e)
 	}
-	now := time.Now()
-	if !c.overall.IsZero() && !now.Before(c.overall) {
+	elapsed := time.Since(p.created)
+	if c.overall != 0 && elapsed >= c.overall {
 		return stop(ErrTimeout)
 	}
 	switch {
@@ -345,7 +481,10 @@ func (p *Policy) retry(ctx context.Context, c *call, attempt int, err error, v *
 	}
 
 	// Never sleep past the deadline: the wait and a minimal try must fit.
-	deadline := c.overall
+	var deadline time.Time
+	if c.overall != 0 {
+		deadline = p.created.Add(c.overall)
+	}
 	if d, ok := ctx.Deadline(); ok && (deadline.IsZero() || d.Before(deadline)) {
 		deadline = d
 	}
@@ -354,7 +493,7 @@ func (p *Policy) retry(ctx context.Context, c *call, attempt int, err error, v *
 		if c.perTry > 0 && c.perTry < minTry {
 			minTry = c.perTry
 		}
-		if now.Add(wait + minTry).After(deadline) {
+		if p.created.Add(elapsed + wait + minTry).After(deadline) {
 			return stop(ErrDeadlineTooShort)
 		}
 	}

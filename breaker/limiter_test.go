@@ -285,3 +285,103 @@ func TestTimeLimiterStress(t *testing.T) {
 	}
 	time.Sleep(3 * time.Millisecond) // abandoned attempts finish
 }
+
+// TestAttemptCtxLikeWithDeadline: the attempt's ctx, kept by the policy's
+// deadline scheduler, behaves as a context.WithDeadlineCause ctx would: Done
+// closes at the deadline, Err is DeadlineExceeded, the cause names the limit,
+// and contexts derived from it end with it.
+func TestAttemptCtxLikeWithDeadline(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		for _, tc := range []struct {
+			name  string
+			c     breaker.Config
+			cause error
+		}{
+			{"per-try", breaker.Config{PerTryTimeout: time.Second, MaxAttempts: 1}, breaker.ErrPerTryTimeout},
+			{"overall", breaker.Config{Timeout: time.Second, MaxAttempts: 1}, breaker.ErrTimeout},
+		} {
+			p := mustNew(t, tc.c)
+			start := time.Now()
+			_, err := breaker.Do(context.Background(), p, func(ctx context.Context) (int, error) {
+				child, cancel := context.WithCancel(ctx)
+				defer cancel()
+				if ctx.Err() != nil || child.Err() != nil {
+					t.Errorf("%s: ctx ended before its deadline: %v, %v", tc.name, ctx.Err(), child.Err())
+				}
+				<-child.Done()
+				if el := time.Since(start); el != time.Second {
+					t.Errorf("%s: derived ctx ended after %v, want 1s", tc.name, el)
+				}
+				if ctx.Err() != context.DeadlineExceeded {
+					t.Errorf("%s: ctx.Err() = %v, want context.DeadlineExceeded", tc.name, ctx.Err())
+				}
+				if c := context.Cause(ctx); c != tc.cause {
+					t.Errorf("%s: context.Cause(ctx) = %v, want %v", tc.name, c, tc.cause)
+				}
+				if c := context.Cause(child); c != tc.cause {
+					t.Errorf("%s: context.Cause(derived) = %v, want %v", tc.name, c, tc.cause)
+				}
+				return 0, context.Cause(ctx)
+			})
+			if !errors.Is(err, tc.cause) {
+				t.Errorf("%s: err %v, want %v", tc.name, err, tc.cause)
+			}
+		}
+
+		// The caller's cancellation reaches the attempt's ctx with the
+		// caller's cause, not the limiter's.
+		p := mustNew(t, breaker.Config{PerTryTimeout: time.Minute})
+		why := errors.New("caller gave up")
+		ctx, cancel := context.WithCancelCause(context.Background())
+		time.AfterFunc(time.Second, func() { cancel(why) })
+		breaker.Do(ctx, p, func(actx context.Context) (int, error) {
+			<-actx.Done()
+			if actx.Err() != context.Canceled || context.Cause(actx) != why {
+				t.Errorf("after the caller's cancel: Err %v, Cause %v; want Canceled, %v", actx.Err(), context.Cause(actx), why)
+			}
+			return 0, actx.Err()
+		})
+	})
+}
+
+// TestAttemptCtxFirstUsedLate: a fn that looks at its ctx only after the
+// deadline, or after Do has returned, finds it ended as it would have been.
+func TestAttemptCtxFirstUsedLate(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		p := mustNew(t, breaker.Config{PerTryTimeout: time.Second, MaxAttempts: 1})
+		checked := make(chan struct{})
+		_, err := breaker.Do(context.Background(), p, func(ctx context.Context) (int, error) {
+			defer close(checked)
+			time.Sleep(2 * time.Second) // ignores ctx past the deadline
+			select {
+			case <-ctx.Done():
+			default:
+				t.Error("Done not closed after the deadline")
+			}
+			if ctx.Err() != context.DeadlineExceeded || context.Cause(ctx) != breaker.ErrPerTryTimeout {
+				t.Errorf("late look: Err %v, Cause %v; want DeadlineExceeded, ErrPerTryTimeout", ctx.Err(), context.Cause(ctx))
+			}
+			return 0, nil
+		})
+		if !errors.Is(err, breaker.ErrPerTryTimeout) {
+			t.Fatalf("err %v, want ErrPerTryTimeout", err)
+		}
+		<-checked
+
+		var kept context.Context
+		if _, err := breaker.Do(context.Background(), p, func(ctx context.Context) (int, error) {
+			kept = ctx // never looked at while the attempt runs
+			return 1, nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if kept.Err() != context.Canceled || context.Cause(kept) != context.Canceled {
+			t.Errorf("after Do: Err %v, Cause %v; want Canceled", kept.Err(), context.Cause(kept))
+		}
+		if d, ok := kept.Deadline(); !ok || d.IsZero() {
+			t.Errorf("Deadline() = %v, %v", d, ok)
+		}
+	})
+}

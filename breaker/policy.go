@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/sony/gobreaker/v2"
+
+	"github.com/infermesh/infermesh/internal/deadline"
 )
 
 // Policy is one layered resilience policy: a time limiter, retries with a
@@ -29,7 +31,8 @@ type Policy struct {
 	inflight atomic.Int64 // Do calls in progress
 	retrying atomic.Int64 // Do calls in progress that are retrying
 
-	pool sync.Pool // *tryState[T] for the time limiter
+	pool      sync.Pool          // *tryState[T] for the time limiter
+	deadlines deadline.Scheduler // the time limiter's deadlines
 }
 
 // New returns a Policy for c, or an error naming the first invalid field.
@@ -119,7 +122,11 @@ func (p *Policy) isSuccessful(err error) bool {
 		}
 		return !p.half.over(p.s.halfOpenCalls, p.s.failureRate, p.s.slowRate)
 	}
-	t := p.win.record(o, time.Since(p.created))
+	var elapsed time.Duration
+	if p.win.timed { // a count window needs no clock read
+		elapsed = time.Since(p.created)
+	}
+	t := p.win.record(o, elapsed)
 	return !t.over(p.s.minCalls, p.s.failureRate, p.s.slowRate)
 }
 

@@ -1,9 +1,12 @@
 package llmclient_test
 
 import (
+	"bytes"
 	"context"
+	"io"
 	"net/http"
 	"slices"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -125,4 +128,77 @@ func cpuTime() time.Duration {
 	var ru syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// canned is a Base transport that answers every request at once with a fixed
+// response, so that BenchmarkRoundTrip measures infermesh's own work per call
+// without a socket or a server in the figure.
+type canned struct {
+	body        []byte
+	contentType string
+}
+
+func (c canned) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.Body != nil {
+		_, _ = io.Copy(io.Discard, req.Body)
+		_ = req.Body.Close()
+	}
+	return &http.Response{
+		StatusCode: http.StatusOK, Status: "200 OK", Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+		Header:        http.Header{"Content-Type": {c.contentType}},
+		Body:          io.NopCloser(bytes.NewReader(c.body)),
+		ContentLength: int64(len(c.body)),
+		Request:       req,
+	}, nil
+}
+
+const cannedChat = `{"id":"chatcmpl-1","object":"chat.completion","created":1717000000,"model":"gpt-4o-mini-2024-07-18",` +
+	`"choices":[{"index":0,"message":{"role":"assistant","content":"tok tok tok tok tok tok tok tok "},"finish_reason":"stop"}],` +
+	`"usage":{"prompt_tokens":9,"completion_tokens":8,"total_tokens":17}}`
+
+var cannedStream = func() string {
+	var s strings.Builder
+	for range 8 {
+		s.WriteString(`data: {"id":"chatcmpl-1","object":"chat.completion.chunk","created":1717000000,"model":"gpt-4o-mini-2024-07-18","choices":[{"index":0,"delta":{"content":"tok "},"finish_reason":null}],"usage":null}` + "\n\n")
+	}
+	s.WriteString(`data: {"id":"chatcmpl-1","object":"chat.completion.chunk","created":1717000000,"model":"gpt-4o-mini-2024-07-18","choices":[{"index":0,"delta":{},"finish_reason":"stop"}],"usage":null}` + "\n\n")
+	s.WriteString(`data: {"id":"chatcmpl-1","object":"chat.completion.chunk","created":1717000000,"model":"gpt-4o-mini-2024-07-18","choices":[],"usage":{"prompt_tokens":9,"completion_tokens":8,"total_tokens":17}}` + "\n\n")
+	s.WriteString("data: [DONE]\n\n")
+	return s.String()
+}()
+
+// BenchmarkRoundTrip is one go-openai call through a Base transport that
+// answers at once: "bare" is go-openai alone, "infermesh" the same call
+// through NewHTTPClient with every layer on (route policy, breaker, deadlines,
+// body checks, tracing with the global no-op provider). The difference between
+// the two is infermesh's own CPU cost per call.
+func BenchmarkRoundTrip(b *testing.B) {
+	for _, kind := range []string{"unary", "stream-usage"} {
+		base := canned{body: []byte(cannedChat), contentType: "application/json"}
+		if kind != "unary" {
+			base = canned{body: []byte(cannedStream), contentType: "text/event-stream"}
+		}
+		hc, err := llmclient.NewHTTPClient(llmclient.Config{Base: base})
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, client := range []struct {
+			name string
+			hc   *http.Client
+		}{{"bare", &http.Client{Transport: base}}, {"infermesh", hc}} {
+			b.Run(kind+"/"+client.name, func(b *testing.B) {
+				cfg := openai.DefaultConfig("sk-bench")
+				cfg.BaseURL = "http://127.0.0.1:1/v1"
+				cfg.HTTPClient = client.hc
+				c := &caller{b: b, client: openai.NewClientWithConfig(cfg), stream: kind != "unary", req: chatReq(kind != "unary")}
+				if c.stream {
+					c.req.StreamOptions = &openai.StreamOptions{IncludeUsage: true}
+				}
+				b.ReportAllocs()
+				for b.Loop() {
+					c.call()
+				}
+			})
+		}
+	}
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/infermesh/infermesh/breaker"
 	"github.com/infermesh/infermesh/fallback"
 	"github.com/infermesh/infermesh/internal/deadline"
+	"github.com/infermesh/infermesh/internal/header"
 	"github.com/infermesh/infermesh/tracing"
 	"github.com/infermesh/infermesh/transport"
 )
@@ -208,7 +209,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		Stream:        info.stream,
 		ServerAddress: req.URL.Hostname(),
 		ServerPort:    port(req.URL),
-		RequestID:     req.Header.Get("X-Request-Id"),
+		RequestID:     header.Get(req.Header, "X-Request-Id"),
 	})
 	pol := t.policy(ri, req.URL.Host)
 	if err := c.tooLateForPrimary(); err != nil {
@@ -299,9 +300,14 @@ func (c *call) failed(resp *http.Response, err error) (*http.Response, error) {
 
 // attemptUnary is one try of a non-streamed call. It reads the whole body, so the
 // response it returns no longer depends on the attempt's context.
-func (c *call) attemptUnary(ctx context.Context) (*http.Response, error) {
+//
+// The policy's ctx is read only for its deadline (the call's): the attempt's own
+// context derives from the call's ctx, which ends with the caller's as the policy's
+// would, and spares the policy's the cost of a context of its own, made on first use.
+func (c *call) attemptUnary(pctx context.Context) (*http.Response, error) {
 	n := int(c.attempt.Add(1))
-	deadline, limited := ctx.Deadline()
+	ctx := c.ctx
+	deadline, limited := pctx.Deadline()
 	if pt := c.route.Policy.PerTryTimeout; pt > 0 {
 		if d := time.Now().Add(pt); !limited || d.Before(deadline) {
 			deadline, limited = d, true
@@ -423,11 +429,11 @@ func classify(err error) breaker.Verdict {
 }
 
 func bearer(h http.Header) string {
-	a := h.Get("Authorization")
+	a := header.Get(h, "Authorization")
 	if k, ok := strings.CutPrefix(a, "Bearer "); ok {
 		return k
 	}
-	if k := h.Get("Api-Key"); k != "" {
+	if k := header.Get(h, "Api-Key"); k != "" {
 		return k
 	}
 	return a

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/infermesh/infermesh/internal/header"
 	"github.com/infermesh/infermesh/internal/wire"
 )
 
@@ -178,7 +179,7 @@ func setBody(resp *http.Response, data []byte) {
 // mediaType is the media type of a Content-Type value, lower-cased only when needed:
 // mime.ParseMediaType allocates a parameter map on every call.
 func mediaType(h http.Header) string {
-	ct := h.Get("Content-Type")
+	ct := header.Get(h, "Content-Type")
 	if i := strings.IndexByte(ct, ';'); i >= 0 {
 		ct = ct[:i]
 	}

@@ -91,18 +91,20 @@ func (c *call) attemptStream(context.Context) (*http.Response, error) {
 
 	s := &streamBody{
 		c: c, body: resp.Body, cancel: cancel, ctx: sctx, end: end,
-		sc:        sse.NewScanner(resp.Body, sse.Options{MaxEventSize: c.t.cfg.MaxEventBytes, EmitEmpty: true}),
+		sc:        sse.Get(resp.Body, sse.Options{MaxEventSize: c.t.cfg.MaxEventBytes, EmitEmpty: true}),
 		hideUsage: !c.info.includeUsage,
 		env:       env,
 		record:    c.t.cfg.Cache != nil,
 	}
 	if err := s.prelude(); err != nil {
 		s.body.Close()
+		s.sc.Release()
 		return fail(err)
 	}
 	if !firstToken.Stop() {
 		// The first-token timeout fired while the first chunk was arriving.
 		s.body.Close()
+		s.sc.Release()
 		return fail(ErrFirstTokenTimeout)
 	}
 
@@ -119,7 +121,7 @@ func (c *call) guardFallbackStream(resp *http.Response, ctx context.Context, can
 	s := &streamBody{
 		c: c, body: resp.Body, cancel: cancel, ctx: ctx, end: func(error) {},
 		hideUsage:  false, // a fallback is sent the caller's own stream options
-		sc:         sse.NewScanner(resp.Body, sse.Options{MaxEventSize: c.t.cfg.MaxEventBytes, EmitEmpty: true}),
+		sc:         sse.Get(resp.Body, sse.Options{MaxEventSize: c.t.cfg.MaxEventBytes, EmitEmpty: true}),
 		delivering: true,
 	}
 	resp.Body = s
@@ -144,7 +146,11 @@ type streamBody struct {
 	sawDone    bool
 	sawFinish  bool
 	idle       *deadline.Entry // guarded by mu
-	lastEvent  atomic.Int64    // UnixNano of the latest event, for the idle check
+	// lastEvent is when the latest event arrived, for the idle check, as an
+	// offset from started: time.Since reads only the monotonic clock, half the
+	// cost of time.Now on every event.
+	started   time.Time
+	lastEvent atomic.Int64
 
 	pending []byte // bytes queued for the caller
 	prefix  []byte // the events read before the first content chunk
@@ -254,8 +260,9 @@ func (s *streamBody) remember(f *wire.Fields) {
 }
 
 func (s *streamBody) startIdle() {
-	s.lastEvent.Store(time.Now().UnixNano())
-	s.armIdle(time.Now().Add(s.c.route.Stream.IdleTimeout))
+	s.started = time.Now()
+	s.lastEvent.Store(0)
+	s.armIdle(s.started.Add(s.c.route.Stream.IdleTimeout))
 }
 
 func (s *streamBody) armIdle(at time.Time) {
@@ -268,7 +275,7 @@ func (s *streamBody) armIdle(at time.Time) {
 
 func (s *streamBody) checkIdle() {
 	idle := s.c.route.Stream.IdleTimeout
-	due := time.Unix(0, s.lastEvent.Load()).Add(idle)
+	due := s.started.Add(time.Duration(s.lastEvent.Load()) + idle)
 	if time.Now().Before(due) {
 		s.armIdle(due)
 		return
@@ -296,22 +303,22 @@ func (s *streamBody) Read(p []byte) (int, error) {
 // advance reads the next event into pending, or ends the stream.
 func (s *streamBody) advance() {
 	if s.sawDone {
-		s.finish(nil)
+		s.finishReading(nil)
 		return
 	}
 	if !s.sc.Next() {
 		err := s.sc.Err()
 		switch {
 		case err != nil:
-			s.finish(s.streamError(err))
+			s.finishReading(s.streamError(err))
 		case !s.sawFinish:
-			s.finish(s.streamError(io.ErrUnexpectedEOF))
+			s.finishReading(s.streamError(io.ErrUnexpectedEOF))
 		default:
-			s.finish(nil) // a server that ends without [DONE] after finishing
+			s.finishReading(nil) // a server that ends without [DONE] after finishing
 		}
 		return
 	}
-	s.lastEvent.Store(time.Now().UnixNano())
+	s.lastEvent.Store(int64(time.Since(s.started)))
 	ev := s.sc.Event()
 	if ev.Done() {
 		s.sawDone = true
@@ -320,12 +327,21 @@ func (s *streamBody) advance() {
 	}
 	keep, err := s.observe(ev)
 	if err != nil {
-		s.finish(&StreamError{Chunks: s.chunks, Bytes: s.bytes, Err: err})
+		s.finishReading(&StreamError{Chunks: s.chunks, Bytes: s.bytes, Err: err})
 		return
 	}
 	if keep {
 		s.pending = ev.Raw
 	}
+}
+
+// finishReading ends the stream from the reading goroutine, the only one that
+// uses the scanner, which can therefore be given back for the next stream. A
+// Close from another goroutine leaves it to the garbage collector instead.
+func (s *streamBody) finishReading(err error) {
+	s.finish(err)
+	s.sc.Release()
+	s.sc = nil
 }
 
 // streamError turns a read failure into the caller's typed error, naming the timer

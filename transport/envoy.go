@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/infermesh/infermesh/internal/header"
 )
 
 // EnvoyPeekBytes is the most ParseEnvoy reads from a response body. Envoy's local replies are
@@ -99,7 +101,7 @@ func ParseEnvoy(resp *http.Response) Envoy {
 	}
 	parseEnvoyHeaders(resp.Header, &e)
 	if (resp.StatusCode == http.StatusServiceUnavailable || resp.StatusCode == http.StatusGatewayTimeout) &&
-		isTextPlain(resp.Header.Get("Content-Type")) && resp.Body != nil && resp.Body != http.NoBody {
+		isTextPlain(header.Get(resp.Header, "Content-Type")) && resp.Body != nil && resp.Body != http.NoBody {
 		prefix := peekBody(resp)
 		parseEnvoyBody(resp.StatusCode, prefix, &e)
 	}
@@ -110,16 +112,16 @@ func ParseEnvoy(resp *http.Response) Envoy {
 }
 
 func parseEnvoyHeaders(h http.Header, e *Envoy) {
-	if strings.EqualFold(strings.TrimSpace(h.Get("X-Envoy-Overloaded")), "true") {
+	if strings.EqualFold(strings.TrimSpace(header.Get(h, "X-Envoy-Overloaded")), "true") {
 		e.Overloaded = true
 	}
-	if len(h.Values("X-Envoy-Ratelimited")) > 0 {
+	if len(h["X-Envoy-Ratelimited"]) > 0 {
 		e.RateLimited = true
 	}
-	if n, ok := parseSmallUint(h.Get("X-Envoy-Attempt-Count")); ok {
+	if n, ok := parseSmallUint(header.Get(h, "X-Envoy-Attempt-Count")); ok {
 		e.AttemptCount = int(n)
 	}
-	if ms, ok := parseSmallUint(h.Get("X-Envoy-Upstream-Service-Time")); ok {
+	if ms, ok := parseSmallUint(header.Get(h, "X-Envoy-Upstream-Service-Time")); ok {
 		e.UpstreamServiceTime = time.Duration(ms) * time.Millisecond
 	}
 }

@@ -25,23 +25,33 @@ type Scheduler struct {
 	armed time.Time // when the timer fires; zero when it is not armed
 }
 
-// Entry is one registered deadline.
+// Entry is one registered deadline. An Entry that is not pending may be
+// registered again with [Scheduler.Schedule], so a caller that registers one
+// deadline per operation can keep the Entry in a pooled struct and allocate
+// nothing per operation.
 type Entry struct {
 	when time.Time
 	fire func()
-	idx  int // position in the queue; -1 once removed
+	idx  int // position in the queue; -1 when not queued
 	s    *Scheduler
 }
 
 // At registers fire to run at when (at once, on the timer's goroutine, if when has
 // passed).
 func (s *Scheduler) At(when time.Time, fire func()) *Entry {
-	e := &Entry{when: when, fire: fire, s: s}
+	e := new(Entry)
+	s.Schedule(e, when, fire)
+	return e
+}
+
+// Schedule registers e to run fire at when. e must be new (the zero Entry) or no
+// longer pending: its Stop returned, or its callback has run.
+func (s *Scheduler) Schedule(e *Entry, when time.Time, fire func()) {
+	e.when, e.fire, e.s = when, fire, s
 	s.mu.Lock()
 	heap.Push(&s.q, e)
 	s.arm(when)
 	s.mu.Unlock()
-	return e
 }
 
 // After registers fire to run after d.
@@ -49,16 +59,24 @@ func (s *Scheduler) After(d time.Duration, fire func()) *Entry {
 	return s.At(time.Now().Add(d), fire)
 }
 
+// Reset makes e a stopped entry without registering it, so that its Stop
+// reports false at once.
+func (e *Entry) Reset() { *e = Entry{idx: -1} }
+
 // Stop unregisters e. It reports whether e was still pending: false means its
 // callback has run or is running.
 func (e *Entry) Stop() bool {
 	s := e.s
+	if s == nil {
+		return false
+	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if e.idx < 0 {
+		s.mu.Unlock()
 		return false
 	}
 	heap.Remove(&s.q, e.idx)
+	s.mu.Unlock()
 	return true
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 )
 
 // DefaultMaxEventSize is the event size limit used when [Options.MaxEventSize] is zero.
@@ -141,13 +142,50 @@ type Scanner struct {
 // NewScanner returns a Scanner that reads from r.
 func NewScanner(r io.Reader, o Options) *Scanner {
 	s := &Scanner{}
+	s.init(r, o)
+	return s
+}
+
+func (s *Scanner) init(r io.Reader, o Options) {
 	s.max = o.MaxEventSize
 	if s.max <= 0 {
 		s.max = DefaultMaxEventSize
 	}
 	s.emitEmpty = o.EmitEmpty
+	if len(s.buf) > s.max {
+		s.buf = nil // a reused buffer must not let an event past this limit
+	}
 	s.Reset(r)
+}
+
+// maxPooledBuffer bounds the buffers kept for reuse: a scanner that grew for one
+// huge event gives its buffer back to the garbage collector rather than to the
+// next stream.
+const maxPooledBuffer = 64 << 10
+
+var pool sync.Pool // *Scanner
+
+// Get returns a Scanner that reads from r, reusing the buffers of one given back
+// with [Scanner.Release]: a client that scans a stream per request then allocates
+// no buffer per request.
+func Get(r io.Reader, o Options) *Scanner {
+	s, _ := pool.Get().(*Scanner)
+	if s == nil {
+		s = &Scanner{}
+	}
+	s.init(r, o)
 	return s
+}
+
+// Release gives s back for reuse by [Get]. Neither s nor the byte slices of its
+// events may be used afterwards.
+func (s *Scanner) Release() {
+	if cap(s.buf) > maxPooledBuffer || cap(s.data) > maxPooledBuffer {
+		return
+	}
+	s.Reset(nil)
+	s.data = s.data[:0]
+	pool.Put(s)
 }
 
 // Reset makes the scanner read a new stream from r, keeping its buffers and options.

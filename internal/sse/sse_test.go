@@ -300,3 +300,44 @@ func TestStreamErrorMessage(t *testing.T) {
 		t.Fatal(e.Error())
 	}
 }
+
+// A scanner given back with Release and taken again with Get reads its new
+// stream from the start, under the new options: a buffer grown under a larger
+// limit does not let an event past a smaller one.
+func TestGetRelease(t *testing.T) {
+	payload := strings.Repeat("q", 3000)
+	s := Get(strings.NewReader("data: "+payload+"\n\ndata: half"), Options{EmitEmpty: true})
+	if !s.Next() || string(s.Event().Data) != payload {
+		t.Fatal("first stream")
+	}
+	s.Release()
+
+	s = Get(strings.NewReader(": ping\n\ndata: b\n\n"), Options{})
+	if !s.Next() || string(s.Event().Data) != "b" || s.Events() != 1 || s.BytesRead() != 17 {
+		t.Fatalf("second stream: %q, events %d, bytes %d", s.Event().Data, s.Events(), s.BytesRead())
+	}
+	if s.Next() || s.Err() != nil {
+		t.Fatalf("second stream end: %v", s.Err())
+	}
+	s.Release()
+
+	for range 3 { // whichever scanner the pool hands out
+		s = Get(strings.NewReader("data: "+payload+"\n\n"), Options{MaxEventSize: 100})
+		if s.Next() || !errors.Is(s.Err(), ErrEventTooLarge) {
+			t.Fatalf("an event over MaxEventSize passed a reused scanner: %v", s.Err())
+		}
+		s.Release()
+	}
+
+	// A scanner that grew past the bound is not kept.
+	big := Get(strings.NewReader("data: "+strings.Repeat("z", 2*maxPooledBuffer)+"\n\n"), Options{})
+	if !big.Next() {
+		t.Fatal(big.Err())
+	}
+	big.Release()
+	for range 3 {
+		if s := Get(strings.NewReader(""), Options{}); s == big {
+			t.Fatal("a scanner with an oversized buffer was pooled")
+		}
+	}
+}
