@@ -2,6 +2,7 @@ package tracing
 
 import (
 	"context"
+	"slices"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -34,33 +35,33 @@ func (c *Call) StartAttempt(ctx context.Context, n int) (context.Context, *Attem
 	if c == nil {
 		return ctx, nil
 	}
-	now := time.Now()
-	c.mu.Lock()
-	if c.ended {
+	if !c.rec {
+		now := time.Now()
+		c.mu.Lock()
+		if !c.ended {
+			c.attempts = max(c.attempts, n)
+			c.attemptStart = now
+		}
 		c.mu.Unlock()
 		return ctx, nil
 	}
+	c.mu.Lock()
+	ended := c.ended
 	c.attempts = max(c.attempts, n)
-	c.attemptStart = now
 	c.mu.Unlock()
-	if !c.rec {
+	if ended {
 		return ctx, nil
 	}
-	attrs := make([]attribute.KeyValue, 0, 3)
-	attrs = append(attrs, AttemptKey.Int(n))
-	if c.addr != "" {
-		attrs = append(attrs, semconv.ServerAddressKey.String(c.addr))
+	opts := c.sh.first
+	if n != 1 {
+		opts = attemptOptions(n, c.addr, c.port, c.server)
 	}
-	if c.port > 0 {
-		attrs = append(attrs, semconv.ServerPortKey.Int(c.port))
-	}
-	kind := trace.SpanKindClient
-	if c.server {
-		kind = trace.SpanKindInternal
-	}
-	ctx, span := c.in.tracer.Start(ctx, AttemptSpanName,
-		trace.WithSpanKind(kind), trace.WithAttributes(attrs...))
-	return ctx, &Attempt{c: c, span: span, start: time.Now()} // after the span's own start
+	ctx, span := c.in.tracer.Start(ctx, AttemptSpanName, opts...)
+	a := &Attempt{c: c, span: span, start: spanStart(span)}
+	c.mu.Lock()
+	c.attemptStart = a.start
+	c.mu.Unlock()
+	return ctx, a
 }
 
 // FallbackTarget describes where a call was handed after its own attempts failed.
@@ -178,7 +179,8 @@ func (a *Attempt) End(err error, errorType string) {
 	if errorType == "" && err != nil {
 		errorType = classify(err)
 	}
-	attrs := make([]attribute.KeyValue, 0, 7)
+	var buf [7]attribute.KeyValue
+	attrs := buf[:0]
 	if a.status > 0 {
 		attrs = append(attrs, semconv.HTTPResponseStatusCodeKey.Int(a.status))
 	}
@@ -188,7 +190,7 @@ func (a *Attempt) End(err error, errorType string) {
 		a.span.SetStatus(codes.Error, errorType)
 	}
 	if len(attrs) > 0 {
-		a.span.SetAttributes(attrs...)
+		a.span.SetAttributes(slices.Clone(attrs)...) // see Call.endSpan
 	}
 	a.span.End()
 }

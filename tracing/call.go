@@ -3,6 +3,7 @@ package tracing
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -92,6 +93,7 @@ func CallFromContext(ctx context.Context) *Call {
 // recorded (no-op providers), so instrumentation then costs nothing.
 type Call struct {
 	in       *Instrumenter
+	sh       *shape
 	ctx      context.Context
 	span     trace.Span
 	rec      bool // the span records
@@ -113,6 +115,7 @@ type Call struct {
 	respID       string
 	requestID    string
 	reasons      []string
+	reasonBuf    [1]string // backs reasons for the usual single reason
 	usageIn      int64
 	usageOut     int64
 	usageTotal   int64
@@ -121,7 +124,7 @@ type Call struct {
 	chunks       atomic.Int64
 	// flags lets ObserveChunk skip the lock for an ordinary content chunk.
 	flags        atomic.Uint32
-	parser       wire.Parser // ObserveEvent's stream parser, guarded by pmu
+	parser       *wire.Parser // ObserveEvent's stream parser, guarded by pmu; most calls never need one
 	pmu          sync.Mutex
 	breakerState string
 	fallback     string
@@ -156,46 +159,33 @@ func (in *Instrumenter) Start(ctx context.Context, r Request) (context.Context, 
 	if provider == "" {
 		provider = "openai"
 	}
+	kind := trace.SpanKindClient
+	switch {
+	case r.Internal:
+		kind = trace.SpanKindInternal
+	case r.Server:
+		kind = trace.SpanKindServer
+	}
 	c := &Call{
 		in: in, op: op, provider: provider, model: r.Model, stream: r.Stream, server: r.Server && !r.Internal,
 		addr: r.ServerAddress, port: r.ServerPort, requestID: r.RequestID,
 		usageIn: -1, usageOut: -1, usageTotal: -1,
 	}
+	c.sh = in.shape(shapeKey{op, provider, r.Model, r.ServerAddress, r.ServerPort, r.Stream, kind})
 	if tracerOff {
 		c.span = trace.SpanFromContext(ctx)
 		c.start = time.Now()
 	} else {
-		kind := trace.SpanKindClient
-		switch {
-		case r.Internal:
-			kind = trace.SpanKindInternal
-		case r.Server:
-			kind = trace.SpanKindServer
+		// request.id is not a start attribute: End sets it, with the id
+		// RequestID may have changed since.
+		opts := c.sh.start
+		if len(r.Attributes) > 0 {
+			opts = append(opts[:len(opts):len(opts)], trace.WithAttributes(r.Attributes...))
 		}
-		attrs := make([]attribute.KeyValue, 0, 8+len(r.Attributes))
-		attrs = append(attrs,
-			semconv.GenAIOperationNameKey.String(op),
-			semconv.GenAIProviderNameKey.String(provider),
-			semconv.GenAIRequestStreamKey.Bool(r.Stream),
-		)
-		if r.Model != "" {
-			attrs = append(attrs, semconv.GenAIRequestModelKey.String(r.Model))
-		}
-		if r.ServerAddress != "" {
-			attrs = append(attrs, semconv.ServerAddressKey.String(r.ServerAddress))
-		}
-		if r.ServerPort > 0 {
-			attrs = append(attrs, semconv.ServerPortKey.Int(r.ServerPort))
-		}
-		if in.legacy && r.RequestID != "" {
-			attrs = append(attrs, LegacyRequestIDKey.String(r.RequestID))
-		}
-		attrs = append(attrs, r.Attributes...)
-		ctx, c.span = in.tracer.Start(ctx, spanName(op, r.Model),
-			trace.WithSpanKind(kind), trace.WithAttributes(attrs...))
-		// Taken after the span's own start, so that times measured from it
-		// (time to first chunk, mesh client time) fit in the span.
-		c.start = time.Now()
+		ctx, c.span = in.tracer.Start(ctx, c.sh.name, opts...)
+		// From the span's own start, times measured from c.start (time to
+		// first chunk, mesh client time) fit in the span.
+		c.start = spanStart(c.span)
 		c.rec = c.span.IsRecording()
 		if !c.rec && !metricsOn {
 			return noCall(ctx), nil // sampled out
@@ -212,6 +202,17 @@ func noCall(ctx context.Context) context.Context {
 		return context.WithValue(ctx, callKey{}, (*Call)(nil))
 	}
 	return ctx
+}
+
+// spanStart returns the start time of a span that was just started: its own
+// when it tells it (the SDK's spans do, for less than time.Now costs), or now.
+func spanStart(s trace.Span) time.Time {
+	if r, ok := s.(interface{ StartTime() time.Time }); ok {
+		if t := r.StartTime(); !t.IsZero() {
+			return t
+		}
+	}
+	return time.Now()
 }
 
 func spanName(op, model string) string {
@@ -413,6 +414,9 @@ const maxReasons = 16
 
 func (c *Call) addReasonLocked(r string) {
 	if r != "" && len(c.reasons) < maxReasons {
+		if c.reasons == nil {
+			c.reasons = c.reasonBuf[:0]
+		}
 		c.reasons = append(c.reasons, r)
 	}
 }
@@ -468,7 +472,7 @@ func (c *Call) End(err error, errorType string) {
 	if c == nil {
 		return
 	}
-	now := time.Now()
+	d := time.Since(c.start) // a monotonic read costs half of time.Now
 	c.mu.Lock()
 	if c.ended {
 		c.mu.Unlock()
@@ -485,7 +489,7 @@ func (c *Call) End(err error, errorType string) {
 	if c.rec {
 		c.endSpan(errorType)
 	}
-	c.recordMetrics(now, errorType)
+	c.recordMetrics(d, errorType)
 }
 
 func classify(err error) string {
@@ -516,7 +520,8 @@ func (c *Call) total() int64 {
 }
 
 func (c *Call) endSpan(errorType string) {
-	attrs := make([]attribute.KeyValue, 0, 24)
+	var buf [24]attribute.KeyValue
+	attrs := buf[:0]
 	if c.respModel != "" {
 		attrs = append(attrs, semconv.GenAIResponseModelKey.String(c.respModel))
 	}
@@ -577,7 +582,8 @@ func (c *Call) endSpan(errorType string) {
 		attrs = append(attrs, semconv.ErrorTypeKey.String(errorType))
 		c.span.SetStatus(codes.Error, errorType)
 	}
-	c.span.SetAttributes(attrs...)
+	// The span may keep what it is given: hand it a copy of just the right size.
+	c.span.SetAttributes(slices.Clone(attrs)...)
 	c.span.End()
 }
 
@@ -601,7 +607,7 @@ func appendMesh(attrs []attribute.KeyValue, m Mesh, has bool) []attribute.KeyVal
 	return attrs
 }
 
-func (c *Call) recordMetrics(now time.Time, errorType string) {
+func (c *Call) recordMetrics(d time.Duration, errorType string) {
 	ctx := c.ctx
 	in := c.in
 	dur, ttf := in.duration, in.ttfc
@@ -613,93 +619,22 @@ func (c *Call) recordMetrics(now time.Time, errorType string) {
 	if !durOn && !ttfOn && !tokOn {
 		return
 	}
+	s := c.sh.seriesOf(c.respModel)
 	if durOn {
-		dur.Record(ctx, now.Sub(c.start).Seconds(), metric.WithAttributeSet(c.metricSet(setDuration, errorType)))
+		opts := s.plain
+		if errorType != "" {
+			opts = s.failedDur(errorType)
+		}
+		dur.Record(ctx, d.Seconds(), opts...)
 	}
 	// Time to first chunk and token usage are recorded without error.type.
 	if ttfOn {
-		ttf.Record(ctx, c.firstChunk.Sub(c.start).Seconds(), metric.WithAttributeSet(c.metricSet(setTTFC, "")))
+		ttf.Record(ctx, c.firstChunk.Sub(c.start).Seconds(), s.plain...)
 	}
 	if tokOn && c.usageIn >= 0 {
-		in.tokenUsage.Record(ctx, c.usageIn, metric.WithAttributeSet(c.metricSet(setTokens, "input")))
+		in.tokenUsage.Record(ctx, c.usageIn, s.tokIn...)
 	}
 	if tokOn && c.usageOut >= 0 {
-		in.tokenUsage.Record(ctx, c.usageOut, metric.WithAttributeSet(c.metricSet(setTokens, "output")))
+		in.tokenUsage.Record(ctx, c.usageOut, s.tokOut...)
 	}
-}
-
-// Kinds of metric attribute sets.
-const (
-	setDuration uint8 = iota // + error.type
-	setTTFC
-	setTokens // + gen_ai.token.type
-)
-
-// setKey identifies a metric attribute set.
-type setKey struct {
-	op, provider, model, respModel, addr, extra string
-	port                                        int
-	kind                                        uint8
-}
-
-// maxCachedSets bounds the attribute set cache; past it, sets are built
-// per call (the SDK bounds the series it keeps on its own).
-const maxCachedSets = 1024
-
-// setCache keeps the metric attribute sets of recent calls: building a set
-// (sorting, hashing, allocating) costs more than looking it up.
-type setCache struct {
-	mu sync.RWMutex
-	m  map[setKey]attribute.Set
-}
-
-// metricSet returns the attribute set of one metric record of the call.
-func (c *Call) metricSet(kind uint8, extra string) attribute.Set {
-	k := setKey{c.op, c.provider, c.model, c.respModel, c.addr, extra, c.port, kind}
-	sc := &c.in.sets
-	sc.mu.RLock()
-	set, ok := sc.m[k]
-	sc.mu.RUnlock()
-	if ok {
-		return set
-	}
-	var buf [8]attribute.KeyValue
-	kv := c.metricAttrs(buf[:0])
-	switch {
-	case kind == setDuration && extra != "":
-		kv = append(kv, semconv.ErrorTypeKey.String(extra))
-	case kind == setTokens:
-		kv = append(kv, semconv.GenAITokenTypeKey.String(extra))
-	}
-	set = attribute.NewSet(kv...)
-	sc.mu.Lock()
-	if sc.m == nil {
-		sc.m = make(map[setKey]attribute.Set)
-	}
-	if len(sc.m) < maxCachedSets {
-		sc.m[k] = set
-	}
-	sc.mu.Unlock()
-	return set
-}
-
-// metricAttrs appends the attributes every GenAI metric of the call carries.
-func (c *Call) metricAttrs(kv []attribute.KeyValue) []attribute.KeyValue {
-	kv = append(kv,
-		semconv.GenAIOperationNameKey.String(c.op),
-		semconv.GenAIProviderNameKey.String(c.provider),
-	)
-	if c.model != "" {
-		kv = append(kv, semconv.GenAIRequestModelKey.String(c.model))
-	}
-	if c.respModel != "" {
-		kv = append(kv, semconv.GenAIResponseModelKey.String(c.respModel))
-	}
-	if c.addr != "" {
-		kv = append(kv, semconv.ServerAddressKey.String(c.addr))
-	}
-	if c.port > 0 {
-		kv = append(kv, semconv.ServerPortKey.Int(c.port))
-	}
-	return kv
 }

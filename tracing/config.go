@@ -134,7 +134,8 @@ type Instrumenter struct {
 	transitions    metric.Int64Counter
 	budget         metric.Int64Counter
 
-	sets setCache
+	shapes memo[shapeKey, *shape]
+	names  memo[string, string] // response models and finish reasons, interned
 }
 
 // New validates c and creates an Instrumenter, with all its metric

@@ -70,6 +70,9 @@ func (c *Call) ObserveEvent(data []byte) {
 	}
 	var ch Chunk
 	c.pmu.Lock()
+	if c.parser == nil {
+		c.parser = new(wire.Parser)
+	}
 	err := c.parser.Parse(data, &ch)
 	c.pmu.Unlock()
 	if err != nil {
@@ -99,14 +102,14 @@ func (c *Call) ObserveJSON(body []byte) {
 
 func (c *Call) applyLocked(ch *Chunk) {
 	if c.respModel == "" && len(ch.Model) > 0 {
-		c.respModel = wire.Unquote(ch.Model)
+		c.respModel = c.in.intern(ch.Model)
 		c.flags.Or(flagMeta)
 	}
 	if c.respID == "" && len(ch.ID) > 0 {
 		c.respID = wire.Unquote(ch.ID)
 	}
 	for _, r := range ch.Reasons() {
-		c.addReasonLocked(wire.Unquote(r))
+		c.addReasonLocked(c.in.intern(r))
 	}
 	if ch.UsageState == wire.UsagePresent {
 		u := &ch.Usage
@@ -128,6 +131,17 @@ func (c *Call) applyLocked(ch *Chunk) {
 			c.outRaw = append(c.outRaw, truncateRaw(ch.Content, room)...)
 		}
 	}
+}
+
+// intern returns raw JSON string contents as a string. Response models and
+// finish reasons repeat: a lookup spares their allocation.
+func (in *Instrumenter) intern(raw []byte) string {
+	if m := in.names.m.Load(); m != nil {
+		if s, ok := (*m)[string(raw)]; ok {
+			return s
+		}
+	}
+	return in.names.store(string(raw), wire.Unquote(raw), maxNames)
 }
 
 // outputMessages returns gen_ai.output.messages: the text set by Content, or
