@@ -163,13 +163,18 @@ func runTry[T any](ctx context.Context, p *Policy, c *call, fn func(context.Cont
 		start = time.Since(p.created)
 	}
 	if c.timed {
-		err = runTimed(ctx, p, c, fn, val, start)
+		var limit time.Duration
+		var returned bool
+		limit, returned, err = runTimed(ctx, p, c, fn, val, start)
+		// fn returned within a limit no longer than SlowCallDuration: the
+		// attempt cannot have been slow, and the clock need not say so.
+		slow = !(returned && limit <= p.s.slowDuration) && time.Since(p.created)-start > p.s.slowDuration
 	} else {
 		actx := &tryCtx{parent: ctx}
 		defer actx.end(nil)
 		*val, err = fn(actx)
+		slow = time.Since(p.created)-start > p.s.slowDuration
 	}
-	slow = time.Since(p.created)-start > p.s.slowDuration
 	if err == nil {
 		return nil, Verdict{}, slow
 	}
@@ -188,13 +193,15 @@ func runTry[T any](ctx context.Context, p *Policy, c *call, fn func(context.Cont
 }
 
 // runTimed runs fn on its own goroutine and waits for it, the attempt's
-// deadline or the caller's ctx, whichever comes first.
+// deadline or the caller's ctx, whichever comes first. It returns the time
+// the attempt was allowed from start, whether fn returned within it, and fn's
+// error or the time limiter's.
 //
 // The deadline is kept by p's deadline scheduler rather than by
 // context.WithDeadline: a runtime timer per attempt costs more than the rest
 // of the time limiter together, while the scheduler arms its one timer only
 // when a deadline is earlier than every pending one.
-func runTimed[T any](ctx context.Context, p *Policy, c *call, fn func(context.Context) (T, error), val *T, start time.Duration) error {
+func runTimed[T any](ctx context.Context, p *Policy, c *call, fn func(context.Context) (T, error), val *T, start time.Duration) (limit time.Duration, returned bool, err error) {
 	at, cause := c.overall, ErrTimeout
 	if c.perTry > 0 {
 		if d := start + c.perTry; at == 0 || d < at {
@@ -229,19 +236,19 @@ func runTimed[T any](ctx context.Context, p *Policy, c *call, fn func(context.Co
 		st.refs.Add(-1) // the entry never fired, nor will it
 	}
 	if st.finished.Load() {
-		v, err, pv, panicked := st.v, st.err, st.pv, st.panicked
+		v, ferr, pv, panicked := st.v, st.err, st.pv, st.panicked
 		st.panicked = false // received: whoever lets go last must not raise it again
 		st.release()
 		if panicked {
 			panic(pv)
 		}
 		*val = v
-		return err
+		return at - start, true, ferr
 	}
 	// Abandoned: the deadline passed or the caller's ctx ended first.
 	var zero T
 	*val = zero
-	err := tc.end(context.Cause(ctx))
+	err = tc.end(context.Cause(ctx))
 	if err != ErrPerTryTimeout && err != ErrTimeout {
 		err = context.Cause(ctx)
 	}
@@ -250,7 +257,7 @@ func runTimed[T any](ctx context.Context, p *Policy, c *call, fn func(context.Co
 		// panic is not swallowed.
 		st.recycleOrPanic()
 	}
-	return err
+	return at - start, false, err
 }
 
 // tryCtx is the ctx of an attempt. It behaves as a context.WithCancelCause
@@ -315,8 +322,8 @@ func (c *tryCtx) Deadline() (time.Time, bool) {
 	}
 	return c.deadline, true
 }
-func (c *tryCtx) Done() <-chan struct{}       { return c.inner().Done() }
-func (c *tryCtx) Value(key any) any           { return c.inner().Value(key) }
+func (c *tryCtx) Done() <-chan struct{} { return c.inner().Done() }
+func (c *tryCtx) Value(key any) any     { return c.inner().Value(key) }
 
 func (c *tryCtx) Err() error {
 	in := c.inner()

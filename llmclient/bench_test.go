@@ -202,3 +202,38 @@ func BenchmarkRoundTrip(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkRoundTripRaw is BenchmarkRoundTrip for a caller that speaks HTTP
+// itself (as meshbench's load does): a 1 KiB chat request built with
+// http.NewRequest, the response body copied to io.Discard.
+func BenchmarkRoundTripRaw(b *testing.B) {
+	content := strings.Repeat("the quick brown fox jumps over the lazy dog ", 22)
+	body := []byte(`{"max_tokens":64,"messages":[{"content":"You are a helpful assistant.","role":"system"},{"content":"` +
+		content + `","role":"user"}],"model":"gpt-4o-mini"}`)
+	base := canned{body: []byte(cannedChat), contentType: "application/json"}
+	hc, err := llmclient.NewHTTPClient(llmclient.Config{Base: base})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, client := range []struct {
+		name string
+		hc   *http.Client
+	}{{"bare", &http.Client{Transport: base}}, {"infermesh", hc}} {
+		b.Run(client.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				req, err := http.NewRequest(http.MethodPost, "http://127.0.0.1:1/v1/chat/completions", bytes.NewReader(body))
+				if err != nil {
+					b.Fatal(err)
+				}
+				req.Header.Set("Content-Type", "application/json")
+				resp, err := client.hc.Do(req)
+				if err != nil {
+					b.Fatal(err)
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+		})
+	}
+}
