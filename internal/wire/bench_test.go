@@ -1,6 +1,9 @@
 package wire
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 func BenchmarkParseChunk(b *testing.B) {
 	data := []byte(chunkContent)
@@ -36,6 +39,21 @@ func BenchmarkParserChunk(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		if err := p.Parse(data, &f); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// chatRequest1K is a 1 KiB chat request, its prompt one long string.
+var chatRequest1K = []byte(`{"max_tokens":64,"messages":[{"content":"You are a helpful assistant.","role":"system"},{"content":"` +
+	strings.Repeat("the quick brown fox jumps over the lazy dog ", 22) + `","role":"user"}],"model":"gpt-4o-mini"}`)
+
+func BenchmarkParseRequest(b *testing.B) {
+	var r Request
+	b.SetBytes(int64(len(chatRequest1K)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := ParseRequest(chatRequest1K, &r); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"math/bits"
@@ -908,7 +909,8 @@ func scanString(b []byte, i int) (end int, escaped bool, code strCode) {
 		// control character (SWAR: a byte test on all lanes of a word).
 		// The lowest flagged lane is exact (a borrow only runs upward from a
 		// lane that matched), so it locates the first such byte.
-		for i+8 <= len(b) {
+		limit := min(i+longString, len(b))
+		for i+8 <= limit {
 			x := binary.LittleEndian.Uint64(b[i:])
 			q := x ^ (lanes * '"')
 			e := x ^ (lanes * '\\')
@@ -917,6 +919,11 @@ func scanString(b []byte, i int) (end int, escaped bool, code strCode) {
 				goto special
 			}
 			i += 8
+		}
+		if i+8 <= len(b) {
+			// A long run, as prompts and completions are.
+			i = plainRun(b, i)
+			goto special
 		}
 		for i < len(b) && strSafe[b[i]] {
 			i++
@@ -953,6 +960,42 @@ func scanString(b []byte, i int) (end int, escaped bool, code strCode) {
 			return i, escaped, strCtl
 		}
 	}
+}
+
+// longString is the run length after which scanString turns to plainRun:
+// shorter runs (keys, ids, most values) cost less in the word loop than in
+// IndexByte's setup.
+const longString = 64
+
+// plainRun returns the index of the first byte at or after i that ends a run
+// of plain string bytes: a quote, a backslash or a control character (or
+// len(b)). Prompts and completions are long runs: IndexByte's vector loop
+// finds the next quote and backslash, and only the control-character test is
+// left to a word loop, two words per step.
+func plainRun(b []byte, i int) int {
+	rest := b[i:]
+	stop := bytes.IndexByte(rest, '"')
+	if stop < 0 {
+		stop = len(rest)
+	}
+	if e := bytes.IndexByte(rest[:stop], '\\'); e >= 0 {
+		stop = e
+	}
+	run := rest[:stop]
+	j := 0
+	for ; j+16 <= len(run); j += 16 {
+		x := binary.LittleEndian.Uint64(run[j:])
+		y := binary.LittleEndian.Uint64(run[j+8:])
+		if ((x-lanes*0x20)&^x|(y-lanes*0x20)&^y)&(lanes*0x80) != 0 {
+			break
+		}
+	}
+	for ; j < len(run); j++ {
+		if run[j] < 0x20 {
+			return i + j
+		}
+	}
+	return i + stop
 }
 
 // str scans a string at p.i (which holds '"') and returns the bounds of its
