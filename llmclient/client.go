@@ -184,7 +184,24 @@ type call struct {
 
 	streamCtx    context.Context         // parent of a stream's attempts; outlives the policy
 	streamCancel context.CancelCauseFunc // ends streamCtx
+
+	// Held here rather than allocated per call: the overall deadline of a
+	// non-streamed call, and the context and deadline entry of its first attempt
+	// (later attempts get their own, since the transport may still read an
+	// earlier attempt's context after it returned).
+	overall deadlineCtx
+	first   attemptLimit
 }
+
+// attemptLimit is an attempt's context and the scheduler entry that cancels it at
+// its deadline.
+type attemptLimit struct {
+	ctx    deadlineCtx
+	cancel context.CancelCauseFunc
+	expiry deadline.Entry
+}
+
+func (l *attemptLimit) expire() { l.cancel(errAttemptDeadline) }
 
 // RoundTrip runs one logical call.
 func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -247,7 +264,8 @@ func (c *call) tooLateForPrimary() error {
 func (c *call) runUnary(pol *breaker.Policy) (*http.Response, error) {
 	ctx := c.ctx
 	if to := c.route.overall(); to > 0 {
-		ctx = deadlineCtx{Context: ctx, deadline: time.Now().Add(to)}
+		c.overall = deadlineCtx{Context: ctx, deadline: time.Now().Add(to)}
+		ctx = &c.overall
 	}
 	resp, err := breaker.Do(ctx, pol, c.attemptUnary)
 	c.obs.Breaker(pol.State().String())
@@ -316,13 +334,18 @@ func (c *call) attemptUnary(pctx context.Context) (*http.Response, error) {
 	if limited {
 		// One deadline per attempt enforces both its own limit and the call's, on the
 		// transport's shared scheduler rather than a runtime timer of its own.
+		l := &c.first
+		if n > 1 {
+			l = new(attemptLimit)
+		}
 		actx, cancel := context.WithCancelCause(ctx)
-		expire := c.t.deadlines.At(deadline, func() { cancel(errAttemptDeadline) })
+		l.ctx, l.cancel = deadlineCtx{Context: actx, deadline: deadline}, cancel
+		c.t.deadlines.Schedule(&l.expiry, deadline, l.expire)
 		defer func() {
-			expire.Stop()
+			l.expiry.Stop()
 			cancel(nil)
 		}()
-		ctx = deadlineCtx{Context: actx, deadline: deadline}
+		ctx = &l.ctx
 	}
 	actx, a := c.obs.StartAttempt(ctx, n)
 	resp, err := c.t.base.RoundTrip(c.attemptRequest(actx))
@@ -490,7 +513,7 @@ type deadlineCtx struct {
 }
 
 // Deadline is the earlier of the call's deadline and the parent's.
-func (d deadlineCtx) Deadline() (time.Time, bool) {
+func (d *deadlineCtx) Deadline() (time.Time, bool) {
 	if pd, ok := d.Context.Deadline(); ok && pd.Before(d.deadline) {
 		return pd, true
 	}
