@@ -167,6 +167,20 @@ var cannedStream = func() string {
 	return s.String()
 }()
 
+type namedClient struct {
+	name string
+	hc   *http.Client
+}
+
+// bareAndInfermesh returns a client of base alone and one of infermesh over base.
+func bareAndInfermesh(b *testing.B, base http.RoundTripper) []namedClient {
+	hc, err := llmclient.NewHTTPClient(llmclient.Config{Base: base})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return []namedClient{{"bare", &http.Client{Transport: base}}, {"infermesh", hc}}
+}
+
 // BenchmarkRoundTrip is one go-openai call through a Base transport that
 // answers at once: "bare" is go-openai alone, "infermesh" the same call
 // through NewHTTPClient with every layer on (route policy, breaker, deadlines,
@@ -178,14 +192,7 @@ func BenchmarkRoundTrip(b *testing.B) {
 		if kind != "unary" {
 			base = canned{body: []byte(cannedStream), contentType: "text/event-stream"}
 		}
-		hc, err := llmclient.NewHTTPClient(llmclient.Config{Base: base})
-		if err != nil {
-			b.Fatal(err)
-		}
-		for _, client := range []struct {
-			name string
-			hc   *http.Client
-		}{{"bare", &http.Client{Transport: base}}, {"infermesh", hc}} {
+		for _, client := range bareAndInfermesh(b, base) {
 			b.Run(kind+"/"+client.name, func(b *testing.B) {
 				cfg := openai.DefaultConfig("sk-bench")
 				cfg.BaseURL = "http://127.0.0.1:1/v1"
@@ -210,15 +217,7 @@ func BenchmarkRoundTripRaw(b *testing.B) {
 	content := strings.Repeat("the quick brown fox jumps over the lazy dog ", 22)
 	body := []byte(`{"max_tokens":64,"messages":[{"content":"You are a helpful assistant.","role":"system"},{"content":"` +
 		content + `","role":"user"}],"model":"gpt-4o-mini"}`)
-	base := canned{body: []byte(cannedChat), contentType: "application/json"}
-	hc, err := llmclient.NewHTTPClient(llmclient.Config{Base: base})
-	if err != nil {
-		b.Fatal(err)
-	}
-	for _, client := range []struct {
-		name string
-		hc   *http.Client
-	}{{"bare", &http.Client{Transport: base}}, {"infermesh", hc}} {
+	for _, client := range bareAndInfermesh(b, canned{body: []byte(cannedChat), contentType: "application/json"}) {
 		b.Run(client.name, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {

@@ -11,9 +11,9 @@
 //	BenchmarkPolicy/failsafe-go          failsafe-go composed the same way: timeout, retry
 //	                                     policy, circuit breaker, per-try timeout
 //	BenchmarkPolicy/failsafe-go-1timeout failsafe-go retry, circuit breaker, one timeout
-//	BenchmarkTimeLimiterFloor            a context with a deadline plus a goroutine handoff:
-//	                                     the floor under a time limiter that returns at its
-//	                                     deadline even if the call ignores its context
+//	BenchmarkTimeLimiterStdlib           a context.WithTimeout plus a goroutine handoff: a
+//	                                     time limiter that returns at its deadline even if
+//	                                     the call ignores its context, built the usual way
 //
 // Over HTTP, every case makes the same small POST to a loopback server and reads the reply:
 //

@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -267,5 +268,50 @@ func TestUsageStateString(t *testing.T) {
 	t.Parallel()
 	if UsageAbsent.String() != "absent" || UsageNull.String() != "null" || UsagePresent.String() != "present" {
 		t.Fatal("UsageState strings")
+	}
+}
+
+// Long strings take plainRun's path: a quote, a backslash or a control
+// character anywhere past its first words must still be found exactly, and
+// validity must match encoding/json's.
+func TestLongStringRuns(t *testing.T) {
+	long := strings.Repeat("abcdefgh", 40) // 320 plain bytes
+	request := `{"messages":[{"content":"` + long + `"}],"model":"m","stream":true}`
+	cases := []string{
+		request,
+		`{"model":"` + long + `"}`,
+		`{"model":"` + long + `\n` + long + `"}`,
+		`{"model":"` + long + `\"` + long + `"}`,
+		`{"model":"` + long + `\u00e9` + long + `"}`,
+		`{"model":"` + long + "\x01" + long + `"}`,
+		`{"model":"` + long[:100] + "\x1f" + `"}`,
+		`{"model":"` + long + `\q"}`,
+		`{"model":"` + long,
+		`{"model":"` + long + `\`,
+		`{"model":"` + long + `"`,
+	}
+	for i := range 70 { // a control character at every offset around the word boundaries
+		b := []byte(`{"model":"` + long[:140] + `"}`)
+		b[10+i] = 0x07
+		cases = append(cases, string(b))
+	}
+	for _, c := range cases {
+		var f Fields
+		err := Parse([]byte(c), &f)
+		if valid := json.Valid([]byte(c)); (err == nil) != valid {
+			t.Errorf("Parse(%.40q...) = %v, json.Valid = %v", c, err, valid)
+		}
+		var r Request
+		err = ParseRequest([]byte(c), &r)
+		if valid := json.Valid([]byte(c)); (err == nil) != valid {
+			t.Errorf("ParseRequest(%.40q...) = %v, json.Valid = %v", c, err, valid)
+		}
+		if err == nil && strings.HasPrefix(c, `{"model":"`+long+`"}`) && string(r.Model) != long {
+			t.Errorf("model %.20q..., want the long string", r.Model)
+		}
+	}
+	var r Request
+	if err := ParseRequest([]byte(request), &r); err != nil || string(r.Model) != "m" || !r.Stream {
+		t.Errorf("request after a long prompt: %+v, %v", r, err)
 	}
 }
