@@ -166,12 +166,13 @@ func runTry[T any](ctx context.Context, p *Policy, c *call, fn func(context.Cont
 		var limit time.Duration
 		var returned bool
 		limit, returned, err = runTimed(ctx, p, c, fn, val, start)
-		// fn returned within a limit no longer than SlowCallDuration: the
-		// attempt cannot have been slow, and the clock need not say so.
-		slow = !(returned && limit <= p.s.slowDuration) && time.Since(p.created)-start > p.s.slowDuration
+		// fn returned before its limit, which is shorter than SlowCallDuration,
+		// had passed: the attempt cannot have been slow, and the clock need not
+		// say so.
+		slow = !(returned && limit < p.s.slowDuration) && time.Since(p.created)-start > p.s.slowDuration
 	} else {
 		actx := &tryCtx{parent: ctx}
-		defer actx.end(nil)
+		defer actx.end()
 		*val, err = fn(actx)
 		slow = time.Since(p.created)-start > p.s.slowDuration
 	}
@@ -194,8 +195,8 @@ func runTry[T any](ctx context.Context, p *Policy, c *call, fn func(context.Cont
 
 // runTimed runs fn on its own goroutine and waits for it, the attempt's
 // deadline or the caller's ctx, whichever comes first. It returns the time
-// the attempt was allowed from start, whether fn returned within it, and fn's
-// error or the time limiter's.
+// the attempt was allowed from start, whether fn returned before the deadline
+// scheduler saw that time pass, and fn's error or the time limiter's.
 //
 // The deadline is kept by p's deadline scheduler rather than by
 // context.WithDeadline: a runtime timer per attempt costs more than the rest
@@ -210,7 +211,7 @@ func runTimed[T any](ctx context.Context, p *Policy, c *call, fn func(context.Co
 	}
 	deadline := p.created.Add(at)
 	st := getTryState[T](p)
-	st.fn, st.cause = fn, cause
+	st.fn = fn
 	if d, ok := ctx.Deadline(); ok && !d.After(deadline) {
 		// The caller's deadline comes first and ends the attempt itself, as
 		// context.WithDeadline would leave it to.
@@ -218,7 +219,7 @@ func runTimed[T any](ctx context.Context, p *Policy, c *call, fn func(context.Co
 		st.refs.Store(2) // Do and fn's goroutine
 		st.expiry.Reset()
 	} else {
-		st.ctx = &tryCtx{parent: ctx, deadline: deadline}
+		st.ctx = &tryCtx{parent: ctx, deadline: deadline, limit: cause}
 		st.refs.Store(3) // Do, fn's goroutine and the deadline entry
 		p.deadlines.Schedule(&st.expiry, deadline, st.expire)
 	}
@@ -232,7 +233,8 @@ func runTimed[T any](ctx context.Context, p *Policy, c *call, fn func(context.Co
 		case <-done:
 		}
 	}
-	if st.expiry.Stop() {
+	early := st.expiry.Stop()
+	if early {
 		st.refs.Add(-1) // the entry never fired, nor will it
 	}
 	if st.finished.Load() {
@@ -243,12 +245,12 @@ func runTimed[T any](ctx context.Context, p *Policy, c *call, fn func(context.Co
 			panic(pv)
 		}
 		*val = v
-		return at - start, true, ferr
+		return at - start, early, ferr
 	}
 	// Abandoned: the deadline passed or the caller's ctx ended first.
 	var zero T
 	*val = zero
-	err = tc.end(context.Cause(ctx))
+	err = tc.settle()
 	if err != ErrPerTryTimeout && err != ErrTimeout {
 		err = context.Cause(ctx)
 	}
@@ -261,17 +263,18 @@ func runTimed[T any](ctx context.Context, p *Policy, c *call, fn func(context.Co
 }
 
 // tryCtx is the ctx of an attempt. It behaves as a context.WithCancelCause
-// ctx of the caller's, ended when the attempt ends. With a deadline (a timed
-// attempt) it behaves as a context.WithDeadlineCause ctx: it reports the
-// deadline and ends with context.DeadlineExceeded when the deadline scheduler
-// ends it, with ErrPerTryTimeout or ErrTimeout as the cause.
+// ctx of the caller's, ended when the attempt ends; with a limit of its own (a
+// timed attempt whose deadline comes before the caller's), as a
+// context.WithDeadlineCause ctx with that limit as the cause.
 //
-// The cancelCtx that carries Done, Err, Value and the cause is made on first
-// use, so a fn that never looks at its ctx (the kind the time limiter exists
-// for) costs none; an end that comes first is applied when it is made.
+// Its context is made only when fn first looks at it (Done, Err or Value), so a
+// fn that never does (the kind the time limiter exists for) costs no context
+// and no runtime timer: Do itself is woken by the policy's deadline scheduler.
+// An end that comes first is applied when the context is made.
 type tryCtx struct {
 	parent   context.Context
-	deadline time.Time
+	deadline time.Time // zero: the parent's
+	limit    error     // ErrPerTryTimeout or ErrTimeout when deadline is the attempt's own
 	made     atomic.Pointer[madeCtx]
 	mu       sync.Mutex
 	cause    error // why it ended; nil while it runs
@@ -291,29 +294,68 @@ func (c *tryCtx) inner() context.Context {
 	if m := c.made.Load(); m != nil {
 		return m.ctx
 	}
-	ctx, cancel := context.WithCancelCause(c.parent)
-	if c.cause != nil {
-		cancel(c.cause)
+	m := new(madeCtx)
+	if c.limit != nil && (c.cause == nil || c.cause == c.limit) {
+		// The limit ends it as a deadline (DeadlineExceeded, for contexts derived
+		// from it too), which only a context with the deadline can do. Once made,
+		// this context decides how the attempt ended: see expire and settle.
+		dctx, cancel := context.WithDeadlineCause(c.parent, c.deadline, c.limit)
+		m.ctx, m.cancel = dctx, func(error) { cancel() }
+	} else {
+		m.ctx, m.cancel = context.WithCancelCause(c.parent)
+		if c.cause != nil {
+			m.cancel(c.cause)
+		}
 	}
-	c.made.Store(&madeCtx{ctx, cancel})
-	return ctx
+	c.made.Store(m)
+	return m.ctx
 }
 
-// end ends c with cause (nil: context.Canceled), unless it has ended already,
-// and returns the cause it ended with first.
-func (c *tryCtx) end(cause error) error {
-	if cause == nil {
-		cause = context.Canceled
-	}
+// end ends c as the attempt finishes (fn returned, or it ran on the caller's
+// goroutine), unless it has ended already.
+func (c *tryCtx) end() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.cause == nil {
-		c.cause = cause
+		c.cause = context.Canceled
 		if m := c.made.Load(); m != nil {
-			m.cancel(cause)
+			m.cancel(context.Canceled)
 		}
 	}
-	return c.cause
+}
+
+// expire records that the limit has passed, as the deadline scheduler sees
+// it. A made context has a deadline of its own and decides for itself; an
+// unmade one ends with the caller's cause if the caller's ctx ended first (its
+// cancellation is not the upstream's timeout), or with the limit.
+func (c *tryCtx) expire() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cause == nil && c.made.Load() == nil {
+		c.cause = c.limit
+		if c.parent.Err() != nil {
+			c.cause = context.Cause(c.parent)
+		}
+	}
+}
+
+// settle ends an abandoned attempt and returns why it ended, as fn sees it: a
+// made context's own cause (waiting for it, should its deadline trail the
+// scheduler's by a moment), or the recorded one.
+func (c *tryCtx) settle() error {
+	c.mu.Lock()
+	m := c.made.Load()
+	if m == nil {
+		if c.cause == nil {
+			c.cause = context.Cause(c.parent) // only the caller's end abandons before expire
+		}
+		cause := c.cause
+		c.mu.Unlock()
+		return cause
+	}
+	c.mu.Unlock()
+	<-m.ctx.Done()
+	return context.Cause(m.ctx)
 }
 
 func (c *tryCtx) Deadline() (time.Time, bool) {
@@ -323,18 +365,8 @@ func (c *tryCtx) Deadline() (time.Time, bool) {
 	return c.deadline, true
 }
 func (c *tryCtx) Done() <-chan struct{} { return c.inner().Done() }
+func (c *tryCtx) Err() error            { return c.inner().Err() }
 func (c *tryCtx) Value(key any) any     { return c.inner().Value(key) }
-
-func (c *tryCtx) Err() error {
-	in := c.inner()
-	err := in.Err()
-	if err == context.Canceled {
-		if cause := context.Cause(in); cause == ErrPerTryTimeout || cause == ErrTimeout {
-			return context.DeadlineExceeded
-		}
-	}
-	return err
-}
 
 func (c *tryCtx) String() string { return "breaker.attempt" }
 
@@ -349,7 +381,6 @@ type tryState[T any] struct {
 	pool     *sync.Pool
 	fn       func(context.Context) (T, error)
 	ctx      *tryCtx
-	cause    error // the deadline's cause
 	v        T
 	err      error
 	pv       any
@@ -380,7 +411,7 @@ func (st *tryState[T]) body() {
 			}
 		}
 		st.finished.Store(true)
-		st.ctx.end(nil)
+		st.ctx.end()
 		st.signal()
 		st.unref()
 	}()
@@ -391,7 +422,7 @@ func (st *tryState[T]) body() {
 // fire runs on the deadline scheduler's goroutine when the attempt's deadline
 // passes.
 func (st *tryState[T]) fire() {
-	st.ctx.end(st.cause)
+	st.ctx.expire()
 	st.signal()
 	st.unref()
 }
@@ -433,7 +464,7 @@ func (st *tryState[T]) recycleOrPanic() {
 
 func (st *tryState[T]) recycle() {
 	var zero T
-	st.fn, st.ctx, st.cause, st.v, st.err, st.pv, st.panicked = nil, nil, nil, zero, nil, nil, false
+	st.fn, st.ctx, st.v, st.err, st.pv, st.panicked = nil, nil, zero, nil, nil, false
 	st.finished.Store(false)
 	select {
 	case <-st.wake:

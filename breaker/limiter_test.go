@@ -385,3 +385,71 @@ func TestAttemptCtxFirstUsedLate(t *testing.T) {
 		}
 	})
 }
+
+// Contexts derived from the attempt's ctx end as they would under
+// context.WithDeadlineCause: with DeadlineExceeded at the limit, so that a fn
+// returning a derived context's error is judged a retryable timeout.
+func TestAttemptCtxDerivedEndWithDeadlineExceeded(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		p := mustNew(t, breaker.Config{PerTryTimeout: time.Second, MaxAttempts: 3,
+			Backoff: breaker.Backoff{Initial: time.Millisecond, Max: time.Millisecond}})
+		attempts := 0
+		_, err := breaker.Do(context.Background(), p, func(ctx context.Context) (int, error) {
+			attempts++
+			child, cancel := context.WithCancel(ctx)
+			defer cancel()
+			timed, cancel2 := context.WithTimeout(ctx, time.Hour)
+			defer cancel2()
+			<-child.Done()
+			<-timed.Done()
+			if ctx.Err() != context.DeadlineExceeded || child.Err() != context.DeadlineExceeded || timed.Err() != context.DeadlineExceeded {
+				t.Errorf("Err: attempt %v, WithCancel child %v, WithTimeout child %v; want DeadlineExceeded for all",
+					ctx.Err(), child.Err(), timed.Err())
+			}
+			if context.Cause(child) != breaker.ErrPerTryTimeout {
+				t.Errorf("context.Cause(child) = %v", context.Cause(child))
+			}
+			return 0, child.Err()
+		})
+		if attempts != 3 || !errors.Is(err, breaker.ErrRetriesExhausted) {
+			t.Errorf("attempts %d, err %v; want 3 attempts, each a retryable timeout", attempts, err)
+		}
+		time.Sleep(time.Minute)
+	})
+}
+
+// When the caller cancels at the very instant the per-try limit passes, fn's
+// ctx and Do's verdict agree on who ended the attempt: never a per-try timeout
+// (a breaker failure) while fn saw the caller's cancellation.
+func TestCallerCancelAtTheLimit(t *testing.T) {
+	t.Parallel()
+	for range 200 {
+		synctest.Test(t, func(t *testing.T) {
+			p := mustNew(t, breaker.Config{PerTryTimeout: time.Second, MaxAttempts: 2})
+			ctx, cancel := context.WithCancel(context.Background())
+			time.AfterFunc(time.Second, cancel)
+			seen := make(chan error, 1)
+			release := make(chan struct{})
+			_, err := breaker.Do(ctx, p, func(actx context.Context) (int, error) {
+				<-actx.Done()
+				seen <- context.Cause(actx)
+				<-release
+				return 0, actx.Err()
+			})
+			fnSaw := <-seen
+			close(release)
+			var be *breaker.Error
+			if !errors.As(err, &be) {
+				t.Fatalf("err %v", err)
+			}
+			if fnSaw == context.Canceled && errors.Is(be.Last, breaker.ErrPerTryTimeout) {
+				t.Errorf("fn saw the caller's cancellation, Do reported a per-try timeout (%v)", err)
+			}
+			if fnSaw == breaker.ErrPerTryTimeout && !errors.Is(be.Last, breaker.ErrPerTryTimeout) {
+				t.Errorf("fn saw the per-try timeout, Do reported %v", err)
+			}
+			synctest.Wait()
+		})
+	}
+}

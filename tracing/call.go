@@ -176,8 +176,9 @@ func (in *Instrumenter) Start(ctx context.Context, r Request) (context.Context, 
 		c.span = trace.SpanFromContext(ctx)
 		c.start = time.Now()
 	} else {
-		// request.id is not a start attribute: End sets it, with the id
-		// RequestID may have changed since.
+		// request.id is set by End only (with the id the response may have
+		// brought): at the start it would cost every recorded call a copy of
+		// the start options, for samplers that do not read it.
 		opts := c.sh.start
 		if len(r.Attributes) > 0 {
 			opts = append(opts[:len(opts):len(opts)], trace.WithAttributes(r.Attributes...))

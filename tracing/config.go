@@ -3,6 +3,7 @@ package tracing
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/metric"
@@ -136,6 +137,7 @@ type Instrumenter struct {
 
 	shapes memo[shapeKey, *shape]
 	names  memo[string, string] // response models and finish reasons, interned
+	sets   atomic.Int64         // metric attribute sets kept by the shapes' series
 }
 
 // New validates c and creates an Instrumenter, with all its metric

@@ -30,8 +30,9 @@ func (c *memo[K, V]) load(k K) (v V, ok bool) {
 }
 
 // store keeps v under k unless k is taken (it then returns the kept value, so
-// that concurrent builders share one) or the memo holds limit entries.
-func (c *memo[K, V]) store(k K, v V, limit int) V {
+// that concurrent builders share one), the memo holds limit entries, or take
+// (when not nil) refuses the room.
+func (c *memo[K, V]) store(k K, v V, limit int, take func() bool) V {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var old map[K]V
@@ -41,7 +42,7 @@ func (c *memo[K, V]) store(k K, v V, limit int) V {
 	if kept, ok := old[k]; ok {
 		return kept
 	}
-	if len(old) >= limit {
+	if len(old) >= limit || (take != nil && !take()) {
 		return v
 	}
 	m := make(map[K]V, len(old)+1)
@@ -58,6 +59,9 @@ const (
 	maxNames      = 1024 // interned response models and finish reasons
 	maxSeries     = 16   // response models per shape
 	maxErrorTypes = 32   // error.type values per series
+	// maxSets bounds the metric attribute sets one Instrumenter keeps in all
+	// its series together; past it, they are built per call.
+	maxSets = 4096
 )
 
 // shapeKey is what the call span's start and the metric attributes of a call
@@ -77,6 +81,19 @@ type shape struct {
 	start  []trace.SpanStartOption // call span kind and attributes
 	first  []trace.SpanStartOption // first attempt span's (retries wait anyway)
 	series memo[string, *series]   // by response model
+	sets   *atomic.Int64           // the Instrumenter's count of kept attribute sets
+}
+
+// takeSets returns a store's take function that reserves n attribute sets of
+// the Instrumenter's maxSets.
+func takeSets(sets *atomic.Int64, n int64) func() bool {
+	return func() bool {
+		if sets.Add(n) > maxSets {
+			sets.Add(-n)
+			return false
+		}
+		return true
+	}
 }
 
 func (in *Instrumenter) shape(k shapeKey) *shape {
@@ -86,7 +103,9 @@ func (in *Instrumenter) shape(k shapeKey) *shape {
 	// Memos outlive calls: keep copies, not strings that may share the
 	// memory of a request.
 	k.op, k.provider, k.model, k.addr = strings.Clone(k.op), strings.Clone(k.provider), strings.Clone(k.model), strings.Clone(k.addr)
-	return in.shapes.store(k, newShape(k), maxShapes)
+	sh := newShape(k)
+	sh.sets = &in.sets
+	return in.shapes.store(k, sh, maxShapes, nil)
 }
 
 func newShape(k shapeKey) *shape {
@@ -134,6 +153,7 @@ type series struct {
 	plain         []metric.RecordOption // base alone: duration without error, time to first chunk
 	tokIn, tokOut []metric.RecordOption
 	failed        memo[string, []metric.RecordOption] // duration, by error.type
+	sets          *atomic.Int64
 }
 
 // seriesOf returns the metric record options of the shape's calls that got
@@ -143,7 +163,9 @@ func (sh *shape) seriesOf(respModel string) *series {
 		return s
 	}
 	respModel = strings.Clone(respModel) // see Instrumenter.shape
-	return sh.series.store(respModel, newSeries(sh.key, respModel), maxSeries)
+	s := newSeries(sh.key, respModel)
+	s.sets = sh.sets
+	return sh.series.store(respModel, s, maxSeries, takeSets(sh.sets, 3))
 }
 
 func newSeries(k shapeKey, respModel string) *series {
@@ -172,7 +194,7 @@ func (s *series) failedDur(errorType string) []metric.RecordOption {
 		return o
 	}
 	errorType = strings.Clone(errorType) // see Instrumenter.shape
-	return s.failed.store(errorType, recordOptions(s.base, semconv.ErrorTypeKey.String(errorType)), maxErrorTypes)
+	return s.failed.store(errorType, recordOptions(s.base, semconv.ErrorTypeKey.String(errorType)), maxErrorTypes, takeSets(s.sets, 1))
 }
 
 func recordOptions(base []attribute.KeyValue, extra ...attribute.KeyValue) []metric.RecordOption {

@@ -141,7 +141,7 @@ func (in *Instrumenter) intern(raw []byte) string {
 			return s
 		}
 	}
-	return in.names.store(string(raw), wire.Unquote(raw), maxNames)
+	return in.names.store(string(raw), wire.Unquote(raw), maxNames, nil)
 }
 
 // outputMessages returns gen_ai.output.messages: the text set by Content, or

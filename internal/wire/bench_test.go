@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -56,5 +57,24 @@ func BenchmarkParseRequest(b *testing.B) {
 		if err := ParseRequest(chatRequest1K, &r); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// BenchmarkParseRequestEscapes is a prompt of prose: runs longer than
+// longString between escapes. Its cost must grow linearly with the prompt.
+func BenchmarkParseRequestEscapes(b *testing.B) {
+	for _, size := range []int{64 << 10, 1 << 20} {
+		line := strings.Repeat("x", 66) + `\n`
+		body := []byte(`{"model":"m","messages":[{"role":"user","content":"` +
+			strings.Repeat(line, size/len(line)) + `"}]}`)
+		b.Run(strconv.Itoa(size>>10)+"KiB", func(b *testing.B) {
+			var r Request
+			b.SetBytes(int64(len(body)))
+			for b.Loop() {
+				if err := ParseRequest(body, &r); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }

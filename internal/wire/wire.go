@@ -904,6 +904,7 @@ func (c strCode) String() string {
 // quote). It returns the index of the closing quote and whether there were
 // escapes, or the index of the problem and its code.
 func scanString(b []byte, i int) (end int, escaped bool, code strCode) {
+	quote := -1 // the next '"' at or after i, once plainRun has looked for it
 	for {
 		// Eight bytes at a time while none is a quote, a backslash or a
 		// control character (SWAR: a byte test on all lanes of a word).
@@ -922,7 +923,7 @@ func scanString(b []byte, i int) (end int, escaped bool, code strCode) {
 		}
 		if i+8 <= len(b) {
 			// A long run, as prompts and completions are.
-			i = plainRun(b, i)
+			i, quote = plainRun(b, i, quote)
 			goto special
 		}
 		for i < len(b) && strSafe[b[i]] {
@@ -972,12 +973,15 @@ const longString = 64
 // len(b)). Prompts and completions are long runs: IndexByte's vector loop
 // finds the next quote and backslash, and only the control-character test is
 // left to a word loop, two words per step.
-func plainRun(b []byte, i int) int {
-	rest := b[i:]
-	stop := bytes.IndexByte(rest, '"')
-	if stop < 0 {
-		stop = len(rest)
+func plainRun(b []byte, i, quote int) (int, int) {
+	if quote < i {
+		quote = len(b)
+		if q := bytes.IndexByte(b[i:], '"'); q >= 0 {
+			quote = i + q
+		}
 	}
+	rest := b[i:]
+	stop := quote - i
 	if e := bytes.IndexByte(rest[:stop], '\\'); e >= 0 {
 		stop = e
 	}
@@ -992,10 +996,10 @@ func plainRun(b []byte, i int) int {
 	}
 	for ; j < len(run); j++ {
 		if run[j] < 0x20 {
-			return i + j
+			return i + j, quote
 		}
 	}
-	return i + stop
+	return i + stop, quote
 }
 
 // str scans a string at p.i (which holds '"') and returns the bounds of its

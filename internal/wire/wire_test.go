@@ -289,6 +289,9 @@ func TestLongStringRuns(t *testing.T) {
 		`{"model":"` + long,
 		`{"model":"` + long + `\`,
 		`{"model":"` + long + `"`,
+		`{"model":"` + strings.Repeat(long[:70]+`\n`, 50) + `"}`,
+		`{"model":"` + strings.Repeat(long[:70]+`\"`, 50) + `\"}`,
+		`{"model":"` + strings.Repeat(long[:70]+`\n`, 50) + "\x02" + `"}`,
 	}
 	for i := range 70 { // a control character at every offset around the word boundaries
 		b := []byte(`{"model":"` + long[:140] + `"}`)
