@@ -219,7 +219,7 @@ func runTimed[T any](ctx context.Context, p *Policy, c *call, fn func(context.Co
 		st.refs.Store(2) // Do and fn's goroutine
 		st.expiry.Reset()
 	} else {
-		st.ctx = &tryCtx{parent: ctx, deadline: deadline, limit: cause}
+		st.ctx = &tryCtx{parent: ctx, deadline: deadline, perTry: cause == ErrPerTryTimeout, limited: true}
 		st.refs.Store(3) // Do, fn's goroutine and the deadline entry
 		p.deadlines.Schedule(&st.expiry, deadline, st.expire)
 	}
@@ -274,10 +274,23 @@ func runTimed[T any](ctx context.Context, p *Policy, c *call, fn func(context.Co
 type tryCtx struct {
 	parent   context.Context
 	deadline time.Time // zero: the parent's
-	limit    error     // ErrPerTryTimeout or ErrTimeout when deadline is the attempt's own
+	limited  bool      // deadline is the attempt's own limit, not the caller's
+	perTry   bool      // that limit is PerTryTimeout's, not Timeout's
 	made     atomic.Pointer[madeCtx]
 	mu       sync.Mutex
 	cause    error // why it ended; nil while it runs
+}
+
+// limit is the cause the attempt's own limit ends it with, or nil. (Two flags
+// rather than the error keep tryCtx in a smaller allocation class.)
+func (c *tryCtx) limit() error {
+	switch {
+	case !c.limited:
+		return nil
+	case c.perTry:
+		return ErrPerTryTimeout
+	}
+	return ErrTimeout
 }
 
 type madeCtx struct {
@@ -295,11 +308,11 @@ func (c *tryCtx) inner() context.Context {
 		return m.ctx
 	}
 	m := new(madeCtx)
-	if c.limit != nil && (c.cause == nil || c.cause == c.limit) {
+	if limit := c.limit(); limit != nil && (c.cause == nil || c.cause == limit) {
 		// The limit ends it as a deadline (DeadlineExceeded, for contexts derived
 		// from it too), which only a context with the deadline can do. Once made,
 		// this context decides how the attempt ended: see expire and settle.
-		dctx, cancel := context.WithDeadlineCause(c.parent, c.deadline, c.limit)
+		dctx, cancel := context.WithDeadlineCause(c.parent, c.deadline, limit)
 		m.ctx, m.cancel = dctx, func(error) { cancel() }
 	} else {
 		m.ctx, m.cancel = context.WithCancelCause(c.parent)
@@ -332,7 +345,7 @@ func (c *tryCtx) expire() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.cause == nil && c.made.Load() == nil {
-		c.cause = c.limit
+		c.cause = c.limit()
 		if c.parent.Err() != nil {
 			c.cause = context.Cause(c.parent)
 		}
