@@ -15,23 +15,15 @@ func noop(context.Context) (int, error) { return 1, nil }
 // overall Timeout (default 120s) and a PerTryTimeout, so fn runs on its own
 // goroutine under the time limiter.
 func BenchmarkDo_PerTryTimeout(b *testing.B) {
-	p, err := breaker.New(breaker.Config{PerTryTimeout: 10 * time.Second})
-	if err != nil {
-		b.Fatal(err)
-	}
-	ctx := context.Background()
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := breaker.Do(ctx, p, noop); err != nil {
-			b.Fatal(err)
-		}
-	}
+	benchDo(b, breaker.Config{PerTryTimeout: 10 * time.Second})
 }
 
 // BenchmarkDo_NoTimeout is the success path with no time limit: fn runs on the
 // caller's goroutine.
-func BenchmarkDo_NoTimeout(b *testing.B) {
-	p, err := breaker.New(breaker.Config{Timeout: breaker.NoTimeout})
+func BenchmarkDo_NoTimeout(b *testing.B) { benchDo(b, breaker.Config{Timeout: breaker.NoTimeout}) }
+
+func benchDo(b *testing.B, c breaker.Config) {
+	p, err := breaker.New(c)
 	if err != nil {
 		b.Fatal(err)
 	}

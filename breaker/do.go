@@ -216,8 +216,7 @@ func runTimed[T any](ctx context.Context, p *Policy, c *call, fn func(context.Co
 		// The caller's deadline comes first and ends the attempt itself, as
 		// context.WithDeadline would leave it to.
 		st.ctx = &tryCtx{parent: ctx, deadline: d}
-		st.refs.Store(2) // Do and fn's goroutine
-		st.expiry.Reset()
+		st.refs.Store(2) // Do and fn's goroutine; st.expiry is not registered, so its Stop reports false
 	} else {
 		st.ctx = &tryCtx{parent: ctx, deadline: deadline, perTry: cause == ErrPerTryTimeout, limited: true}
 		st.refs.Store(3) // Do, fn's goroutine and the deadline entry

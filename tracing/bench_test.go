@@ -34,21 +34,17 @@ func oneCall(in *tracing.Instrumenter, req tracing.Request, hdr http.Header, bod
 
 // BenchmarkCallNoop is the per-call cost with no-op providers: 0 allocations.
 func BenchmarkCallNoop(b *testing.B) {
-	in, err := tracing.New(tracing.Config{TracerProvider: tracenoop.NewTracerProvider(), MeterProvider: metricnoop.NewMeterProvider()})
-	if err != nil {
-		b.Fatal(err)
-	}
-	req, hdr, body := chatRequest(), http.Header{}, []byte(fullResponse)
-	b.ReportAllocs()
-	for b.Loop() {
-		oneCall(in, req, hdr, body)
-	}
+	benchCalls(b, tracing.Config{TracerProvider: tracenoop.NewTracerProvider(), MeterProvider: metricnoop.NewMeterProvider()})
 }
 
 // BenchmarkCallUnsetGlobal is the per-call cost when the program installed
 // no OpenTelemetry SDK at all (Config{} and unset globals).
-func BenchmarkCallUnsetGlobal(b *testing.B) {
-	in, err := tracing.New(tracing.Config{})
+func BenchmarkCallUnsetGlobal(b *testing.B) { benchCalls(b, tracing.Config{}) }
+
+// benchCalls makes one traced call per iteration through an Instrumenter of
+// cfg.
+func benchCalls(b *testing.B, cfg tracing.Config) {
+	in, err := tracing.New(cfg)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -68,16 +64,8 @@ func BenchmarkCallSDK(b *testing.B) {
 func benchCallSDK(b *testing.B, tp *sdktrace.TracerProvider) {
 	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewManualReader()))
 	defer func() { _ = tp.Shutdown(context.Background()); _ = mp.Shutdown(context.Background()) }()
-	in, err := tracing.New(tracing.Config{TracerProvider: tp, MeterProvider: mp})
-	if err != nil {
-		b.Fatal(err)
-	}
-	req, hdr, body := chatRequest(), http.Header{}, []byte(fullResponse)
-	b.ReportAllocs()
 	cpu := cpuTime(b)
-	for b.Loop() {
-		oneCall(in, req, hdr, body)
-	}
+	benchCalls(b, tracing.Config{TracerProvider: tp, MeterProvider: mp})
 	_ = tp.ForceFlush(context.Background()) // the export of the last spans belongs to the cost
 	reportCPU(b, cpu)
 }

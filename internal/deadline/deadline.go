@@ -59,12 +59,8 @@ func (s *Scheduler) After(d time.Duration, fire func()) *Entry {
 	return s.At(time.Now().Add(d), fire)
 }
 
-// Reset makes e a stopped entry without registering it, so that its Stop
-// reports false at once.
-func (e *Entry) Reset() { *e = Entry{idx: -1} }
-
 // Stop unregisters e. It reports whether e was still pending: false means its
-// callback has run or is running.
+// callback has run or is running, or e was never registered.
 func (e *Entry) Stop() bool {
 	s := e.s
 	if s == nil {
