@@ -189,8 +189,10 @@ type call struct {
 	// non-streamed call, and the context and deadline entry of its first attempt
 	// (later attempts get their own, since the transport may still read an
 	// earlier attempt's context after it returned).
+	started time.Time // when a non-streamed call with an overall limit began
 	overall deadlineCtx
 	first   attemptLimit
+	token   tokenLimit // a stream's first attempt's first-token timeout
 }
 
 // attemptLimit is an attempt's context and the scheduler entry that cancels it at
@@ -264,7 +266,8 @@ func (c *call) tooLateForPrimary() error {
 func (c *call) runUnary(pol *breaker.Policy) (*http.Response, error) {
 	ctx := c.ctx
 	if to := c.route.overall(); to > 0 {
-		c.overall = deadlineCtx{Context: ctx, deadline: time.Now().Add(to)}
+		c.started = time.Now()
+		c.overall = deadlineCtx{Context: ctx, deadline: c.started.Add(to)}
 		ctx = &c.overall
 	}
 	resp, err := breaker.Do(ctx, pol, c.attemptUnary)
@@ -327,7 +330,11 @@ func (c *call) attemptUnary(pctx context.Context) (*http.Response, error) {
 	ctx := c.ctx
 	deadline, limited := pctx.Deadline()
 	if pt := c.route.Policy.PerTryTimeout; pt > 0 {
-		if d := time.Now().Add(pt); !limited || d.Before(deadline) {
+		now := c.started // the first attempt starts with the call: one clock read serves both
+		if n > 1 || now.IsZero() {
+			now = time.Now()
+		}
+		if d := now.Add(pt); !limited || d.Before(deadline) {
 			deadline, limited = d, true
 		}
 	}

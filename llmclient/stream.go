@@ -23,14 +23,14 @@ import (
 // is no overall limit unless MaxStreamDuration is set.
 func (c *call) runStream(pol *breaker.Policy) (*http.Response, error) {
 	sp := c.route.Stream
-	ctx, cancel := context.WithCancelCause(c.ctx)
-	c.streamCtx, c.streamCancel = ctx, cancel
+	c.streamCtx = c.ctx
 	if sp.MaxStreamDuration > 0 {
 		// A deadline rather than a timer, so that the policy never waits for a retry
-		// that could not start before it.
-		dctx, dcancel := context.WithDeadlineCause(ctx, time.Now().Add(sp.MaxStreamDuration), ErrMaxStreamDuration)
+		// that could not start before it. Without one, the stream needs no context
+		// of its own: each attempt's ends with the attempt or the stream.
+		dctx, dcancel := context.WithDeadlineCause(c.ctx, time.Now().Add(sp.MaxStreamDuration), ErrMaxStreamDuration)
 		c.streamCtx = dctx
-		c.streamCancel = func(cause error) { cancel(cause); dcancel() }
+		c.streamCancel = func(error) { dcancel() }
 	}
 	resp, err := breaker.Do(c.streamCtx, pol, c.attemptStream)
 	c.obs.Breaker(pol.State().String())
@@ -57,9 +57,14 @@ func (c *call) attemptStream(context.Context) (*http.Response, error) {
 	actx, a := c.obs.StartAttempt(c.streamCtx, n)
 	end := func(err error) { endAttempt(a, err) }
 	sctx, cancel := context.WithCancelCause(actx)
-	firstToken := c.t.deadlines.After(c.route.Stream.FirstTokenTimeout, func() { cancel(ErrFirstTokenTimeout) })
+	firstToken := &c.token
+	if n > 1 {
+		firstToken = new(tokenLimit) // an earlier attempt's may still be firing
+	}
+	firstToken.cancel = cancel
+	c.t.deadlines.Schedule(&firstToken.expiry, time.Now().Add(c.route.Stream.FirstTokenTimeout), firstToken.expire)
 	fail := func(err error) (*http.Response, error) {
-		firstToken.Stop()
+		firstToken.expiry.Stop()
 		switch cause := context.Cause(sctx); {
 		case errors.Is(cause, ErrFirstTokenTimeout):
 			err = firstTokenTimeout()
@@ -79,7 +84,7 @@ func (c *call) attemptStream(context.Context) (*http.Response, error) {
 	if resp.StatusCode < 200 || resp.StatusCode > 299 || !isEventStream(resp) {
 		// An error status, or a server that answered a stream request with one JSON
 		// document: judged like a non-streamed answer.
-		firstToken.Stop()
+		firstToken.expiry.Stop()
 		defer cancel(nil)
 		resp, err := c.judgeWhole(resp, env)
 		if resp == nil {
@@ -91,20 +96,20 @@ func (c *call) attemptStream(context.Context) (*http.Response, error) {
 
 	s := &streamBody{
 		c: c, body: resp.Body, cancel: cancel, ctx: sctx, end: end,
-		sc:        sse.Get(resp.Body, sse.Options{MaxEventSize: c.t.cfg.MaxEventBytes, EmitEmpty: true}),
+		r:         c.t.getEventReader(resp.Body),
 		hideUsage: !c.info.includeUsage,
 		env:       env,
 		record:    c.t.cfg.Cache != nil,
 	}
 	if err := s.prelude(); err != nil {
 		s.body.Close()
-		s.sc.Release()
+		s.r.release()
 		return fail(err)
 	}
-	if !firstToken.Stop() {
+	if !firstToken.expiry.Stop() {
 		// The first-token timeout fired while the first chunk was arriving.
 		s.body.Close()
-		s.sc.Release()
+		s.r.release()
 		return fail(ErrFirstTokenTimeout)
 	}
 
@@ -115,13 +120,21 @@ func (c *call) attemptStream(context.Context) (*http.Response, error) {
 	return resp, nil
 }
 
+// tokenLimit is a stream attempt's first-token timeout.
+type tokenLimit struct {
+	cancel context.CancelCauseFunc
+	expiry deadline.Entry
+}
+
+func (l *tokenLimit) expire() { l.cancel(ErrFirstTokenTimeout) }
+
 // guardFallbackStream gives a fallback's stream the same idle timeout and tracing as
 // the primary's.
 func (c *call) guardFallbackStream(resp *http.Response, ctx context.Context, cancel context.CancelCauseFunc) *http.Response {
 	s := &streamBody{
 		c: c, body: resp.Body, cancel: cancel, ctx: ctx, end: func(error) {},
 		hideUsage:  false, // a fallback is sent the caller's own stream options
-		sc:         sse.Get(resp.Body, sse.Options{MaxEventSize: c.t.cfg.MaxEventBytes, EmitEmpty: true}),
+		r:          c.t.getEventReader(resp.Body),
 		delivering: true,
 	}
 	resp.Body = s
@@ -135,7 +148,7 @@ func (c *call) guardFallbackStream(resp *http.Response, ctx context.Context, can
 type streamBody struct {
 	c      *call
 	body   io.ReadCloser
-	sc     *sse.Scanner
+	r      *eventReader // nil once given back; guarded by mu then
 	ctx    context.Context
 	cancel context.CancelCauseFunc
 	end    func(error) // ends the attempt's span
@@ -145,17 +158,15 @@ type streamBody struct {
 	delivering bool // content has reached (or is queued for) the caller
 	sawDone    bool
 	sawFinish  bool
-	idle       *deadline.Entry // guarded by mu
+	idle       deadline.Entry // armed under mu
 	// lastEvent is when the latest event arrived, for the idle check, as an
 	// offset from started: time.Since reads only the monotonic clock, half the
 	// cost of time.Now on every event.
 	started   time.Time
 	lastEvent atomic.Int64
 
-	pending []byte // bytes queued for the caller
+	pending []byte // bytes queued for the caller, in r's buffer or in prefix
 	prefix  []byte // the events read before the first content chunk
-	parser  wire.Parser
-	f       wire.Fields
 
 	chunks int
 	bytes  int64
@@ -169,16 +180,47 @@ type streamBody struct {
 	usageOut     int64
 
 	mu       sync.Mutex
-	err      error // sticky: what Read returns once pending is drained
+	err      error // sticky: what Read returns once the stream has finished
 	finished bool
+	done     atomic.Bool // finished, for the reading loop
+	reading  bool        // a Read is using r
+}
+
+// eventReader is what reading a stream takes: the SSE scanner and the chunk parser,
+// with their buffers. Each stream gives its own back for the next one when it ends,
+// so that a client allocates none of them per stream.
+type eventReader struct {
+	sc     *sse.Scanner
+	parser wire.Parser
+	f      wire.Fields
+}
+
+var eventReaders sync.Pool // *eventReader
+
+func (t *Transport) getEventReader(body io.Reader) *eventReader {
+	r, _ := eventReaders.Get().(*eventReader)
+	if r == nil {
+		r = new(eventReader)
+	}
+	r.sc = sse.Get(body, sse.Options{MaxEventSize: t.cfg.MaxEventBytes, EmitEmpty: true})
+	return r
+}
+
+// release gives r back. Neither r nor the bytes of its events may be used afterwards.
+func (r *eventReader) release() {
+	r.sc.Release()
+	r.sc = nil
+	r.parser.Reset()
+	r.f = wire.Fields{}
+	eventReaders.Put(r)
 }
 
 // prelude reads events up to and including the first content chunk (or the end of a
 // stream that has none). An error event, a broken stream or a malformed chunk before
 // that point is an attempt error the policy may retry.
 func (s *streamBody) prelude() error {
-	for s.sc.Next() {
-		ev := s.sc.Event()
+	for s.r.sc.Next() {
+		ev := s.r.sc.Event()
 		if ev.Done() {
 			s.sawDone = true
 			s.prefix = append(s.prefix, ev.Raw...)
@@ -199,7 +241,7 @@ func (s *streamBody) prelude() error {
 		}
 	}
 	if !s.delivering && !s.sawDone {
-		if err := s.sc.Err(); err != nil {
+		if err := s.r.sc.Err(); err != nil {
 			if errors.Is(err, sse.ErrEventTooLarge) {
 				return tooLarge(int64(s.c.t.cfg.MaxEventBytes))
 			}
@@ -220,10 +262,10 @@ func (s *streamBody) observe(ev *sse.Event) (keep bool, err error) {
 	if !ev.HasData || len(ev.Data) == 0 || ev.Data[0] != '{' {
 		return true, nil // keep-alives and events that are not JSON chunks pass through
 	}
-	if perr := s.parser.Parse(ev.Data, &s.f); perr != nil {
+	f := &s.r.f
+	if perr := s.r.parser.Parse(ev.Data, f); perr != nil {
 		return false, malformed(perr)
 	}
-	f := &s.f
 	if f.Error.Present {
 		return false, s.c.eventError(f, s.env)
 	}
@@ -268,8 +310,8 @@ func (s *streamBody) startIdle() {
 func (s *streamBody) armIdle(at time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if !s.finished {
-		s.idle = s.c.t.deadlines.At(at, s.checkIdle)
+	if !s.finished || s.reading {
+		s.c.t.deadlines.Schedule(&s.idle, at, s.checkIdle)
 	}
 }
 
@@ -285,41 +327,65 @@ func (s *streamBody) checkIdle() {
 
 // Read hands the caller the stream's bytes, event by event.
 func (s *streamBody) Read(p []byte) (int, error) {
-	for len(s.pending) == 0 {
-		s.mu.Lock()
-		err := s.err
+	s.mu.Lock()
+	if err := s.err; err != nil {
 		s.mu.Unlock()
-		if err != nil {
-			return 0, err
-		}
+		return 0, err
+	}
+	s.reading = true
+	s.mu.Unlock()
+	for len(s.pending) == 0 && !s.done.Load() {
 		s.advance()
 	}
 	n := copy(p, s.pending)
 	s.pending = s.pending[n:]
 	s.bytes += int64(n)
-	return n, nil
+	s.mu.Lock()
+	s.reading = false
+	err := s.err
+	r := s.takeReader()
+	s.mu.Unlock()
+	if r != nil {
+		r.release()
+	}
+	if n > 0 {
+		return n, nil
+	}
+	return 0, err
+}
+
+// takeReader takes the event reader to give back, once the stream has finished and
+// no Read is using it. Called with mu held.
+func (s *streamBody) takeReader() *eventReader {
+	if !s.finished || s.reading {
+		return nil
+	}
+	r := s.r
+	s.r, s.pending = nil, nil
+	return r
 }
 
 // advance reads the next event into pending, or ends the stream.
 func (s *streamBody) advance() {
 	if s.sawDone {
-		s.finishReading(nil)
+		s.finish(nil)
 		return
 	}
-	if !s.sc.Next() {
-		err := s.sc.Err()
+	sc := s.r.sc
+	if !sc.Next() {
+		err := sc.Err()
 		switch {
 		case err != nil:
-			s.finishReading(s.streamError(err))
+			s.finish(s.streamError(err))
 		case !s.sawFinish:
-			s.finishReading(s.streamError(io.ErrUnexpectedEOF))
+			s.finish(s.streamError(io.ErrUnexpectedEOF))
 		default:
-			s.finishReading(nil) // a server that ends without [DONE] after finishing
+			s.finish(nil) // a server that ends without [DONE] after finishing
 		}
 		return
 	}
 	s.lastEvent.Store(int64(time.Since(s.started)))
-	ev := s.sc.Event()
+	ev := sc.Event()
 	if ev.Done() {
 		s.sawDone = true
 		s.pending = ev.Raw
@@ -327,21 +393,12 @@ func (s *streamBody) advance() {
 	}
 	keep, err := s.observe(ev)
 	if err != nil {
-		s.finishReading(&StreamError{Chunks: s.chunks, Bytes: s.bytes, Err: err})
+		s.finish(&StreamError{Chunks: s.chunks, Bytes: s.bytes, Err: err})
 		return
 	}
 	if keep {
 		s.pending = ev.Raw
 	}
-}
-
-// finishReading ends the stream from the reading goroutine, the only one that
-// uses the scanner, which can therefore be given back for the next stream. A
-// Close from another goroutine leaves it to the garbage collector instead.
-func (s *streamBody) finishReading(err error) {
-	s.finish(err)
-	s.sc.Release()
-	s.sc = nil
 }
 
 // streamError turns a read failure into the caller's typed error, naming the timer
@@ -369,14 +426,13 @@ func (s *streamBody) finish(err error) {
 		return
 	}
 	s.finished = true
+	s.done.Store(true)
 	if err == nil {
 		s.err = io.EOF
 	} else {
 		s.err = err
 	}
-	if s.idle != nil {
-		s.idle.Stop()
-	}
+	s.idle.Stop()
 	s.mu.Unlock()
 	s.body.Close()
 	s.cancel(io.EOF)
@@ -394,8 +450,16 @@ func (s *streamBody) finish(err error) {
 	s.c.obs.End(err, class)
 }
 
-// Close ends the stream early (or after its end): the connection is released.
+// Close ends the stream early (or after its end): the connection is released, and
+// the event reader too unless a Read on another goroutine is using it (that Read
+// gives it back as it returns).
 func (s *streamBody) Close() error {
 	s.finish(nil)
+	s.mu.Lock()
+	r := s.takeReader()
+	s.mu.Unlock()
+	if r != nil {
+		r.release()
+	}
 	return nil
 }

@@ -46,8 +46,31 @@ func TestParserMatchesParse(t *testing.T) {
 		}
 	}
 	ps.Reset()
-	if len(ps.prefix) != 0 {
-		t.Fatal("Reset kept the prefix")
+	if len(ps.prefix) != 0 || len(ps.tmpl) != 0 || ps.tf.Choices != 0 || ps.first || ps.hasID {
+		t.Fatal("Reset kept cached state")
+	}
+	// A parser reset after one stream parses the next as a fresh one would, and keeps
+	// its buffers unless they grew huge.
+	var fresh Parser
+	for i, in := range stream {
+		var a, b Fields
+		errA := fresh.Parse([]byte(in), &a)
+		errB := ps.Parse([]byte(in), &b)
+		if da, db := describe(&a, errA), describe(&b, errB); da != db {
+			t.Fatalf("after Reset, chunk %d %q:\n fresh %s\n reset %s", i, in, da, db)
+		}
+	}
+	huge := `{"id":"` + strings.Repeat("h", 70<<10) + `","choices":[{"delta":{"content":"x"}}]}`
+	var f Fields
+	if err := ps.Parse([]byte(huge), &f); err != nil {
+		t.Fatal(err)
+	}
+	if cap(ps.prefix) <= 64<<10 && cap(ps.tmpl) <= 64<<10 {
+		t.Fatal("the huge chunk was not cached; the test shows nothing")
+	}
+	ps.Reset()
+	if cap(ps.prefix) > 64<<10 || cap(ps.tmpl) > 64<<10 {
+		t.Errorf("Reset kept buffers of %d and %d bytes", cap(ps.prefix), cap(ps.tmpl))
 	}
 }
 

@@ -212,10 +212,18 @@ func (ps *Parser) resume(p *parser, f *Fields) error {
 	return p.end()
 }
 
-// Reset forgets the cached chunks (for a new stream).
+// Reset forgets the cached chunks, for a new stream. It keeps the buffers that held
+// them unless they grew past 64 KiB for some huge chunk.
 func (ps *Parser) Reset() {
-	ps.prefix = ps.prefix[:0]
-	ps.tmpl = ps.tmpl[:0]
+	const keep = 64 << 10
+	prefix, tmpl := ps.prefix[:0], ps.tmpl[:0]
+	if cap(prefix) > keep {
+		prefix = nil
+	}
+	if cap(tmpl) > keep {
+		tmpl = nil
+	}
+	*ps = Parser{prefix: prefix, tmpl: tmpl}
 }
 
 // saveTemplate remembers data, just parsed into f without error, whose first
