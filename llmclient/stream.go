@@ -33,7 +33,7 @@ func (c *call) runStream(pol *breaker.Policy) (*http.Response, error) {
 		c.streamCancel = func(error) { dcancel() }
 	}
 	resp, err := breaker.Do(c.streamCtx, pol, c.attemptStream)
-	c.obs.Breaker(pol.State().String())
+	c.traceBreaker(pol)
 	if err == nil {
 		return resp, nil
 	}
