@@ -192,18 +192,29 @@ type call struct {
 	started time.Time // when a non-streamed call with an overall limit began
 	overall deadlineCtx
 	first   attemptLimit
-	token   tokenLimit // a stream's first attempt's first-token timeout
+	token   cancelAt // a stream's first attempt's first-token timeout
 }
 
-// attemptLimit is an attempt's context and the scheduler entry that cancels it at
-// its deadline.
-type attemptLimit struct {
-	ctx    deadlineCtx
+// cancelAt cancels a context with a cause at a deadline, on the transport's
+// scheduler: an attempt's limit, or a stream attempt's first-token timeout.
+type cancelAt struct {
 	cancel context.CancelCauseFunc
+	cause  error
 	expiry deadline.Entry
 }
 
-func (l *attemptLimit) expire() { l.cancel(errAttemptDeadline) }
+func (l *cancelAt) schedule(s *deadline.Scheduler, at time.Time, cancel context.CancelCauseFunc, cause error) {
+	l.cancel, l.cause = cancel, cause
+	s.Schedule(&l.expiry, at, l.expire)
+}
+
+func (l *cancelAt) expire() { l.cancel(l.cause) }
+
+// attemptLimit is an attempt's context and what cancels it at its deadline.
+type attemptLimit struct {
+	ctx deadlineCtx
+	cancelAt
+}
 
 // RoundTrip runs one logical call.
 func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -354,8 +365,8 @@ func (c *call) attemptUnary(pctx context.Context) (*http.Response, error) {
 			l = new(attemptLimit)
 		}
 		actx, cancel := context.WithCancelCause(ctx)
-		l.ctx, l.cancel = deadlineCtx{Context: actx, deadline: deadline}, cancel
-		c.t.deadlines.Schedule(&l.expiry, deadline, l.expire)
+		l.ctx = deadlineCtx{Context: actx, deadline: deadline}
+		l.schedule(&c.t.deadlines, deadline, cancel, errAttemptDeadline)
 		defer func() {
 			l.expiry.Stop()
 			cancel(nil)

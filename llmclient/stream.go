@@ -59,10 +59,9 @@ func (c *call) attemptStream(context.Context) (*http.Response, error) {
 	sctx, cancel := context.WithCancelCause(actx)
 	firstToken := &c.token
 	if n > 1 {
-		firstToken = new(tokenLimit) // an earlier attempt's may still be firing
+		firstToken = new(cancelAt) // an earlier attempt's may still be firing
 	}
-	firstToken.cancel = cancel
-	c.t.deadlines.Schedule(&firstToken.expiry, time.Now().Add(c.route.Stream.FirstTokenTimeout), firstToken.expire)
+	firstToken.schedule(&c.t.deadlines, time.Now().Add(c.route.Stream.FirstTokenTimeout), cancel, ErrFirstTokenTimeout)
 	fail := func(err error) (*http.Response, error) {
 		firstToken.expiry.Stop()
 		switch cause := context.Cause(sctx); {
@@ -120,14 +119,6 @@ func (c *call) attemptStream(context.Context) (*http.Response, error) {
 	return resp, nil
 }
 
-// tokenLimit is a stream attempt's first-token timeout.
-type tokenLimit struct {
-	cancel context.CancelCauseFunc
-	expiry deadline.Entry
-}
-
-func (l *tokenLimit) expire() { l.cancel(ErrFirstTokenTimeout) }
-
 // guardFallbackStream gives a fallback's stream the same idle timeout and tracing as
 // the primary's.
 func (c *call) guardFallbackStream(resp *http.Response, ctx context.Context, cancel context.CancelCauseFunc) *http.Response {
@@ -182,8 +173,7 @@ type streamBody struct {
 	mu       sync.Mutex
 	err      error // sticky: what Read returns once the stream has finished
 	finished bool
-	done     atomic.Bool // finished, for the reading loop
-	reading  bool        // a Read is using r
+	reading  bool // a Read is using r
 }
 
 // eventReader is what reading a stream takes: the SSE scanner and the chunk parser,
@@ -334,8 +324,9 @@ func (s *streamBody) Read(p []byte) (int, error) {
 	}
 	s.reading = true
 	s.mu.Unlock()
-	for len(s.pending) == 0 && !s.done.Load() {
-		s.advance()
+	// A Close from another goroutine meanwhile ends the stream too: its body's next
+	// read fails, and advance reports the end.
+	for len(s.pending) == 0 && !s.advance() {
 	}
 	n := copy(p, s.pending)
 	s.pending = s.pending[n:]
@@ -365,11 +356,12 @@ func (s *streamBody) takeReader() *eventReader {
 	return r
 }
 
-// advance reads the next event into pending, or ends the stream.
-func (s *streamBody) advance() {
+// advance reads the next event into pending, or ends the stream and reports that it
+// did.
+func (s *streamBody) advance() (ended bool) {
 	if s.sawDone {
 		s.finish(nil)
-		return
+		return true
 	}
 	sc := s.r.sc
 	if !sc.Next() {
@@ -382,23 +374,24 @@ func (s *streamBody) advance() {
 		default:
 			s.finish(nil) // a server that ends without [DONE] after finishing
 		}
-		return
+		return true
 	}
 	s.lastEvent.Store(int64(time.Since(s.started)))
 	ev := sc.Event()
 	if ev.Done() {
 		s.sawDone = true
 		s.pending = ev.Raw
-		return
+		return false
 	}
 	keep, err := s.observe(ev)
 	if err != nil {
 		s.finish(&StreamError{Chunks: s.chunks, Bytes: s.bytes, Err: err})
-		return
+		return true
 	}
 	if keep {
 		s.pending = ev.Raw
 	}
+	return false
 }
 
 // streamError turns a read failure into the caller's typed error, naming the timer
@@ -426,7 +419,6 @@ func (s *streamBody) finish(err error) {
 		return
 	}
 	s.finished = true
-	s.done.Store(true)
 	if err == nil {
 		s.err = io.EOF
 	} else {

@@ -110,6 +110,15 @@ func BenchmarkSSEChunk(b *testing.B) {
 	}
 	_, call := in.Start(context.Background(), tracing.Request{Model: "gpt-4o-mini", Stream: true})
 	defer call.End(nil, "")
+	benchChunks(b, call)
+}
+
+// BenchmarkSSEChunkNoop is the same stream with tracing off (nil Call): the
+// scan and peek llmclient does anyway.
+func BenchmarkSSEChunkNoop(b *testing.B) { benchChunks(b, nil) }
+
+// benchChunks scans, parses and observes one content chunk per iteration.
+func benchChunks(b *testing.B, call *tracing.Call) {
 	s := sse.NewScanner(&endless{ev: chunkEvents}, sse.Options{})
 	var ch tracing.Chunk
 	var p tracing.ChunkParser
@@ -124,26 +133,6 @@ func BenchmarkSSEChunk(b *testing.B) {
 		}
 		if !ch.HasContent {
 			b.Fatal("no content")
-		}
-		call.ObserveChunk(&ch)
-	}
-}
-
-// BenchmarkSSEChunkNoop is the same stream with tracing off (nil Call): the
-// scan and peek llmclient does anyway.
-func BenchmarkSSEChunkNoop(b *testing.B) {
-	var call *tracing.Call
-	s := sse.NewScanner(&endless{ev: chunkEvents}, sse.Options{})
-	var ch tracing.Chunk
-	var p tracing.ChunkParser
-	b.SetBytes(int64(len(chunkEvents) / 8))
-	b.ReportAllocs()
-	for b.Loop() {
-		if !s.Next() {
-			b.Fatal(s.Err())
-		}
-		if err := p.Parse(s.Event().Data, &ch); err != nil {
-			b.Fatal(err)
 		}
 		call.ObserveChunk(&ch)
 	}
