@@ -8,11 +8,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/infermesh/infermesh/internal/llmwire"
 )
 
 // ErrCacheMiss is returned by [Cache.Serve] when it holds no fresh reply for the request.
@@ -33,11 +34,15 @@ type CacheConfig struct {
 	MaxEntryBytes int64
 }
 
-// Cache is a [Target] that serves the last good reply to the same canonical request:
-// the request body with its fields sorted and the stream flags removed, so a streamed
-// call can be answered from a non-streamed reply and the other way round. Its
-// responses carry [HeaderDegraded] "cache" and an Age header. It is safe for concurrent
-// use.
+// Cache is a [Target] that serves the last good reply to the same request of the same
+// tenant at the same upstream: its key is the caller's credential fingerprint
+// (Request.Tenant), the upstream host, the request path (Azure deployments differ by
+// path) and the request body with its fields sorted and the stream flags removed, so a
+// streamed call can be answered from a non-streamed reply and the other way round. Only
+// completion-style operations are kept and served (chat, legacy completions, the
+// Responses API, embeddings): a create, such as a batch, is never replayed as if it had
+// been made again. Its responses carry [HeaderDegraded] "cache" and an Age header. It is
+// safe for concurrent use.
 type Cache struct {
 	cfg CacheConfig
 
@@ -99,9 +104,13 @@ func (c *Cache) Len() int {
 	return c.order.Len()
 }
 
-// CacheKey returns the canonical key of r: its operation and its JSON body with keys
-// sorted and the fields that do not change the answer (stream, stream_options, user)
-// removed.
+// MaxEntryBytes returns the largest reply the cache stores: a caller putting a reply
+// together (a stream's text) can stop once it is past it.
+func (c *Cache) MaxEntryBytes() int64 { return c.cfg.MaxEntryBytes }
+
+// CacheKey returns the key of r: a hash of its tenant, its upstream host and path, and
+// its JSON body with keys sorted and the fields that do not change the answer (stream,
+// stream_options) removed.
 func CacheKey(r *Request) (string, error) {
 	var m map[string]any
 	if err := json.Unmarshal(r.Body, &m); err != nil {
@@ -109,23 +118,29 @@ func CacheKey(r *Request) (string, error) {
 	}
 	delete(m, "stream")
 	delete(m, "stream_options")
-	delete(m, "user")
 	canon, err := json.Marshal(m) // map keys marshal sorted
 	if err != nil {
 		return "", err
 	}
+	host, path := "", r.Operation
+	if r.HTTP != nil && r.HTTP.URL != nil {
+		host, path = r.HTTP.URL.Host, r.HTTP.URL.Path
+	}
 	h := sha256.New()
-	h.Write([]byte(r.Operation))
-	h.Write([]byte{0})
+	for _, part := range []string{r.Tenant, host, path} {
+		h.Write([]byte(part))
+		h.Write([]byte{0})
+	}
 	h.Write(canon)
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
-// Store records body, the complete non-streamed JSON reply the primary gave to r. A
-// reply larger than MaxEntryBytes, or one for a request whose body is not JSON, is not
-// stored.
+// Store records body, the complete non-streamed JSON reply the primary gave to r (for a
+// stream, the reply its events stand for). A reply larger than MaxEntryBytes, one for an
+// operation that is not completion-style, or one for a request whose body is not JSON,
+// is not stored.
 func (c *Cache) Store(r *Request, body []byte) {
-	if int64(len(body)) > c.cfg.MaxEntryBytes || len(body) == 0 {
+	if int64(len(body)) > c.cfg.MaxEntryBytes || len(body) == 0 || !llmwire.OpOf(r.Operation).Replayable() {
 		return
 	}
 	key, err := CacheKey(r)
@@ -147,22 +162,6 @@ func (c *Cache) Store(r *Request, body []byte) {
 		c.order.Remove(last)
 		delete(c.byKey, le.key)
 		c.bytes -= int64(len(le.body))
-	}
-}
-
-// StoreReply records a reply given as text, such as a stream's content put together
-// once the stream ended well. It is stored as the non-streamed reply to r.
-func (c *Cache) StoreReply(r *Request, rep Reply) {
-	plain := *r
-	plain.Stream = false
-	resp, err := render(&plain, c.cfg.Name, rep)
-	if err != nil {
-		return
-	}
-	body, err := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if err == nil {
-		c.Store(r, body)
 	}
 }
 
@@ -188,6 +187,9 @@ func (c *Cache) lookup(key string) ([]byte, time.Duration, bool) {
 
 // Serve answers r with the stored reply, rendered as a stream when r asks for one.
 func (c *Cache) Serve(_ context.Context, r *Request) (*http.Response, error) {
+	if !llmwire.OpOf(r.Operation).Replayable() {
+		return nil, ErrUnsupported
+	}
 	key, err := CacheKey(r)
 	if err != nil {
 		return nil, err
@@ -197,41 +199,14 @@ func (c *Cache) Serve(_ context.Context, r *Request) (*http.Response, error) {
 		return nil, ErrCacheMiss
 	}
 	var resp *http.Response
-	if !r.Stream {
-		resp = newResponse(r, "application/json", body)
+	if r.Stream {
+		if resp, err = renderStored(r, body); err != nil {
+			return nil, err
+		}
 	} else {
-		rep, err := replyOf(body)
-		if err != nil {
-			return nil, err
-		}
-		if resp, err = render(r, c.cfg.Name, rep); err != nil {
-			return nil, err
-		}
+		resp = newResponse(r, "application/json", body)
 	}
 	resp.Header.Set(HeaderDegraded, "cache")
 	resp.Header.Set("Age", strconv.Itoa(int(age/time.Second)))
 	return resp, nil
-}
-
-// replyOf recovers the text, finish reason and usage of a stored non-streamed reply.
-func replyOf(body []byte) (Reply, error) {
-	var v struct {
-		Choices []struct {
-			Message struct {
-				Content string `json:"content"`
-			} `json:"message"`
-			Text         string `json:"text"`
-			FinishReason string `json:"finish_reason"`
-		} `json:"choices"`
-		Usage *usageJSON `json:"usage"`
-	}
-	if err := json.Unmarshal(body, &v); err != nil || len(v.Choices) == 0 {
-		return Reply{}, errors.New("fallback: cached reply cannot be rendered as a stream")
-	}
-	ch := v.Choices[0]
-	rep := Reply{Content: ch.Message.Content + ch.Text, FinishReason: ch.FinishReason}
-	if v.Usage != nil {
-		rep.InputTokens, rep.OutputTokens = v.Usage.PromptTokens, v.Usage.CompletionTokens
-	}
-	return rep, nil
 }

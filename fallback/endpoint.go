@@ -3,13 +3,13 @@ package fallback
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
 
+	"github.com/infermesh/infermesh/internal/llmwire"
 	"github.com/infermesh/infermesh/tracing"
 	"github.com/infermesh/infermesh/transport"
 )
@@ -31,15 +31,22 @@ type EndpointConfig struct {
 	// Transport sends the requests. Nil means a pooled transport from package
 	// transport with its defaults.
 	Transport http.RoundTripper
+	// ForwardHeaders names caller headers the endpoint also receives, such as a session
+	// header ("x-session-id"). By default it receives only Content-Type, Accept, the
+	// trace context, and OpenAI-Organization and OpenAI-Project when it is on the
+	// primary's host. Credential headers are never forwarded, named here or not: the
+	// endpoint authenticates with APIKey.
+	ForwardHeaders []string
 }
 
 // Endpoint is a [Target] that forwards the call to another OpenAI-compatible server.
 type Endpoint struct {
-	name   string
-	base   *url.URL
-	apiKey string
-	model  string
-	rt     http.RoundTripper
+	name    string
+	base    *url.URL
+	apiKey  string
+	model   string
+	rt      http.RoundTripper
+	forward []string // canonical header names forwarded besides the defaults
 }
 
 // NewEndpoint validates cfg and returns the target.
@@ -60,20 +67,29 @@ func NewEndpoint(cfg EndpointConfig) (*Endpoint, error) {
 		}
 		rt = t
 	}
-	return &Endpoint{name: cfg.Name, base: u, apiKey: cfg.APIKey, model: cfg.Model, rt: rt}, nil
+	e := &Endpoint{name: cfg.Name, base: u, apiKey: cfg.APIKey, model: cfg.Model, rt: rt}
+	for i, h := range cfg.ForwardHeaders {
+		if h == "" || strings.ContainsAny(h, " \t\r\n:") {
+			return nil, fmt.Errorf("fallback: EndpointConfig.ForwardHeaders[%d] %q is not a header name", i, h)
+		}
+		e.forward = append(e.forward, http.CanonicalHeaderKey(h))
+	}
+	return e, nil
 }
 
 // Name returns the target's name.
 func (e *Endpoint) Name() string { return e.name }
 
-// droppedHeaders are caller headers that belong to the primary and must not reach a
-// fallback server: credentials, the primary's account scoping and hop-specific fields.
-var droppedHeaders = []string{
-	"Authorization", "Api-Key", "Openai-Organization", "Openai-Project",
-	"Content-Length", "Host", "Cookie", "Proxy-Authorization",
-}
+// forwarded are the caller headers every endpoint receives: what the body is and what
+// the caller accepts. The trace context is injected afresh for the fallback's span.
+var forwarded = []string{"Content-Type", "Accept"}
 
-// Serve forwards r to the endpoint with its base URL, auth header and model.
+// sameHostOnly are forwarded only to an endpoint on the primary's host: they scope the
+// caller's account there and mean nothing (or the wrong thing) anywhere else.
+var sameHostOnly = []string{"Openai-Organization", "Openai-Project"}
+
+// Serve forwards r to the endpoint with its base URL, auth header and model, and only the
+// caller headers it needs (an allowlist; see EndpointConfig.ForwardHeaders).
 func (e *Endpoint) Serve(ctx context.Context, r *Request) (*http.Response, error) {
 	body := r.Body
 	if e.model != "" && len(body) > 0 {
@@ -89,14 +105,7 @@ func (e *Endpoint) Serve(ctx context.Context, r *Request) (*http.Response, error
 	if err != nil {
 		return nil, fmt.Errorf("fallback: build request for %q: %w", e.name, err)
 	}
-	if r.HTTP != nil {
-		for k, vs := range r.HTTP.Header {
-			req.Header[k] = append([]string(nil), vs...)
-		}
-	}
-	for _, h := range droppedHeaders {
-		req.Header.Del(h)
-	}
+	e.forwardHeaders(r, req.Header)
 	if e.apiKey != "" {
 		req.Header.Set("Authorization", "Bearer "+e.apiKey)
 	}
@@ -106,6 +115,23 @@ func (e *Endpoint) Serve(ctx context.Context, r *Request) (*http.Response, error
 	// The fallback's span (when the call is traced) continues the caller's trace.
 	tracing.CallFromContext(ctx).InjectHeader(ctx, req.Header)
 	return e.rt.RoundTrip(req)
+}
+
+// forwardHeaders copies the allowed caller headers of r into h.
+func (e *Endpoint) forwardHeaders(r *Request, h http.Header) {
+	if r.HTTP == nil {
+		return
+	}
+	creds := r.credentials()
+	names := append(append([]string(nil), forwarded...), e.forward...)
+	if r.HTTP.URL != nil && r.HTTP.URL.Host == e.base.Host {
+		names = append(names, sameHostOnly...)
+	}
+	for _, name := range names {
+		if vs := r.HTTP.Header.Values(name); len(vs) > 0 && !creds.Has(name) {
+			h[http.CanonicalHeaderKey(name)] = append([]string(nil), vs...)
+		}
+	}
 }
 
 // CloseIdleConnections closes the idle connections of the endpoint's transport.
@@ -122,17 +148,12 @@ func (r *Request) method() string {
 	return http.MethodPost
 }
 
-// SetModel returns body with its top-level JSON "model" field set to model. Other
-// fields are kept as they were, byte for byte; their order may change.
+// SetModel returns body with its top-level JSON "model" field set to model. Every other
+// field is kept as it was, byte for byte and in its place.
 func SetModel(body []byte, model string) ([]byte, error) {
-	var m map[string]json.RawMessage
-	if err := json.Unmarshal(body, &m); err != nil {
+	b, err := llmwire.WithModel(body, model)
+	if err != nil {
 		return nil, fmt.Errorf("fallback: request body is not a JSON object: %w", err)
 	}
-	v, err := json.Marshal(model)
-	if err != nil {
-		return nil, err
-	}
-	m["model"] = v
-	return json.Marshal(m)
+	return b, nil
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/infermesh/infermesh/breaker"
 	"github.com/infermesh/infermesh/tracing"
+	"github.com/infermesh/infermesh/transport"
 )
 
 // HeaderFallback is set on every response a fallback target produced; its value is the
@@ -45,6 +46,21 @@ type Request struct {
 	IncludeUsage bool
 	// Cause is the primary's failure that led to the fallback, if any.
 	Cause error
+	// Tenant identifies the caller by its credentials (a fingerprint such as
+	// transport.Credentials.Fingerprint gives; never the credentials themselves). A
+	// cache keeps each tenant's replies apart.
+	Tenant string
+	// Credentials names the request headers that carry credentials: a fallback endpoint
+	// never forwards them. nil means transport.DefaultCredentials().
+	Credentials transport.Credentials
+}
+
+// credentials returns r's credential header names.
+func (r *Request) credentials() transport.Credentials {
+	if r.Credentials == nil {
+		return transport.DefaultCredentials()
+	}
+	return r.Credentials
 }
 
 // Target is one place a call can be served from. Implementations must be safe for

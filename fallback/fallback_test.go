@@ -233,7 +233,10 @@ func TestEndpointRewritesURLAuthAndModel(t *testing.T) {
 		_, _ = io.WriteString(w, `{"object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"local"},"finish_reason":"stop"}]}`)
 	}))
 	defer srv.Close()
-	ep, err := fallback.NewEndpoint(fallback.EndpointConfig{Name: "ollama", BaseURL: srv.URL + "/v1/", APIKey: "ollama-key", Model: "llama3.2", Transport: srv.Client().Transport})
+	// X-Request-Id reaches the endpoint only because it is named: headers are forwarded
+	// by an allowlist.
+	ep, err := fallback.NewEndpoint(fallback.EndpointConfig{Name: "ollama", BaseURL: srv.URL + "/v1/", APIKey: "ollama-key", Model: "llama3.2",
+		Transport: srv.Client().Transport, ForwardHeaders: []string{"x-request-id"}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,6 +3,8 @@ package llmclient
 import (
 	"fmt"
 	"net/http"
+	"reflect"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -14,8 +16,9 @@ import (
 )
 
 // Config configures [NewHTTPClient]. The zero value gives the documented defaults: the
-// direct pooled transport preset, the default routes, no fallback, no request
-// compression, and tracing through the global OpenTelemetry providers.
+// direct pooled transport preset, the default routes, no fallback, no cache, no request
+// compression, the default credential headers, and tracing through the global
+// OpenTelemetry providers.
 type Config struct {
 	// Transport configures the pooled base transport. Ignored when Base is set.
 	Transport transport.Config
@@ -27,17 +30,32 @@ type Config struct {
 	// internal inference services that do (see transport.DecompressHandler).
 	Compression *transport.CompressionConfig
 
-	// Routes replace the default route with the same Prefix, or add new ones. A request
-	// takes the route with the longest matching Prefix; see [DefaultRoutes]. To change
-	// one field of a default route, start from DefaultRoutes().
+	// Routes change the default routes or add new ones. A Route whose Prefix (or, with
+	// no Prefix, whose Name) is one of [DefaultRoutes] starts from that route: its zero
+	// fields keep the default's values, so {Prefix: "/v1/chat/completions", Stream:
+	// StreamPolicy{IdleTimeout: 10 * time.Second}} changes the idle timeout alone. Any
+	// other Route is added, its zero fields meaning the breaker's and StreamPolicy's
+	// defaults. A request takes the route with the longest matching Prefix. [Config.Route]
+	// changes one field of a default route in one line.
 	Routes []Route
 
 	// Fallback lists where a call goes when the primary cannot serve it. The zero value
 	// has no targets: failures are returned to the caller.
 	Fallback fallback.Config
-	// Cache, when set, records every successful non-streamed reply, so that a
-	// fallback.Cache listed in Fallback.Targets can serve it later.
+	// Cache, when set, records the last good reply of every completion-style call
+	// (chat, legacy completions, the Responses API and embeddings; streamed or not),
+	// per tenant, upstream host and path, so that a fallback.Cache listed in
+	// Fallback.Targets can serve it later. Creates (batches, files, ...) are never
+	// recorded.
 	Cache *fallback.Cache
+
+	// CredentialHeaders names the request headers that carry credentials; nil means
+	// transport.DefaultCredentials() (Authorization, api-key, x-api-key,
+	// Ocp-Apim-Subscription-Key, X-Goog-Api-Key, Proxy-Authorization). The one list
+	// serves every rule about secrets: their values are scrubbed from errors and error
+	// bodies, they identify the tenant of a cached reply, a fallback never receives them,
+	// and a redirect to another host drops them.
+	CredentialHeaders transport.Credentials
 
 	// Tracing configures spans and metrics. Its zero value uses the global OpenTelemetry
 	// providers, which are no-ops until the program installs an SDK. Trace context goes
@@ -55,10 +73,15 @@ type Config struct {
 	// replayed on a retry or sent to a fallback; default 32 MiB.
 	MaxRequestBytes int64
 	// MaxResponseBytes caps a non-streamed response body, which is read in full before
-	// the call is judged (a 200 may carry an error object); default 64 MiB.
+	// the call is judged (a 200 may carry an error object), and the events a stream
+	// holds back before its first output; default 64 MiB.
 	MaxResponseBytes int64
 	// MaxEventBytes caps one server-sent event of a stream; default 1 MiB.
 	MaxEventBytes int
+	// MaxUpstreams bounds the breaker policies kept, one per route and upstream host;
+	// default 1024. A policy idle for longer than its OpenDuration plus one minute is
+	// dropped first; past the bound, the least recently used idle one is.
+	MaxUpstreams int
 }
 
 // Route is the policy for requests whose path matches Prefix.
@@ -72,9 +95,9 @@ type Route struct {
 	Prefix string
 	// Policy is the breaker, retry and time-limit policy. Each upstream host gets its
 	// own breaker built from it. Its Timeout (0: breaker.DefaultTimeout; NoTimeout:
-	// none) and PerTryTimeout bound non-streamed calls as deadlines on the request
-	// context, enforced on one shared timer rather than by the breaker's goroutine time
-	// limiter, so the Base transport must honour request contexts (net/http's does).
+	// none) bounds a non-streamed call from start to end, retries, waits and fallback
+	// included; its PerTryTimeout bounds each attempt. Both are request context
+	// deadlines, so the Base transport must honour request contexts (net/http's does).
 	// Streams use Stream instead.
 	Policy breaker.Config
 	// Stream applies to requests with "stream": true.
@@ -84,22 +107,32 @@ type Route struct {
 // StreamPolicy holds the deadlines of a streamed call. There is no total timeout unless
 // MaxStreamDuration is set: a long answer that keeps producing chunks is never cut.
 type StreamPolicy struct {
-	// FirstTokenTimeout bounds the wait for the first content chunk of an attempt (not
+	// FirstTokenTimeout bounds the wait for the first event that carries output (not
 	// for the response headers: reasoning models send headers and then think). Until
-	// the first content chunk reaches the caller, its expiry is retried or fails over.
-	// Default: the route's Policy.PerTryTimeout, or 150 s when that is unset.
+	// output reaches the caller, its expiry is retried or fails over. Default: the
+	// route's Policy.PerTryTimeout, or 150 s when that is unset.
 	FirstTokenTimeout time.Duration
-	// IdleTimeout bounds the gap between two chunks, reset on each; default 60 s.
+	// IdleTimeout bounds how long the caller waits on a silent upstream for the next
+	// event; default 60 s. It runs only while the caller is waiting: a slow consumer
+	// never cuts a healthy stream.
 	IdleTimeout time.Duration
 	// MaxStreamDuration bounds a whole stream; 0 (the default) means no bound.
 	MaxStreamDuration time.Duration
+	// NoUsageRequest stops infermesh from adding stream_options.include_usage to
+	// streamed chat and completion requests (it adds it by default so that a stream's
+	// token usage can be traced). Strict OpenAI-compatible servers answer 400 to the
+	// field; infermesh also retries such a call once without it and stops adding it for
+	// that host by itself.
+	NoUsageRequest bool
 }
 
-// DefaultRoutes returns the default routes, after the seed's VirtualService:
+// DefaultRoutes returns the default routes, after Istio's per-route timeouts for an LLM
+// API (300 s for chat, 30 s for embeddings):
 //
 //	chat         /v1/chat/completions  300 s overall, 150 s per try, 2 attempts
-//	embeddings   /v1/embeddings         30 s overall,  10 s per try, 3 attempts
+//	responses    /v1/responses         300 s overall, 150 s per try, 2 attempts
 //	completions  /v1/completions       300 s overall, 150 s per try, 2 attempts
+//	embeddings   /v1/embeddings         30 s overall,  10 s per try, 3 attempts
 //	default      (any other path)      breaker.Config defaults (120 s, 2 attempts)
 //
 // Streams on every route: first-token timeout = the per-try timeout (150 s when
@@ -108,25 +141,51 @@ func DefaultRoutes() []Route {
 	long := breaker.Config{Timeout: 300 * time.Second, PerTryTimeout: 150 * time.Second, MaxAttempts: 2}
 	return []Route{
 		{Name: "chat", Prefix: "/v1/chat/completions", Policy: long},
-		{Name: "embeddings", Prefix: "/v1/embeddings", Policy: breaker.Config{Timeout: 30 * time.Second, PerTryTimeout: 10 * time.Second, MaxAttempts: 3}},
+		{Name: "responses", Prefix: "/v1/responses", Policy: long},
 		{Name: "completions", Prefix: "/v1/completions", Policy: long},
+		{Name: "embeddings", Prefix: "/v1/embeddings", Policy: breaker.Config{Timeout: 30 * time.Second, PerTryTimeout: 10 * time.Second, MaxAttempts: 3}},
 		{Name: "default", Prefix: ""},
 	}
+}
+
+// Route returns the route of c.Routes named name (or with that Prefix), adding a copy of
+// the default route of that name or prefix first when c has none, so that one field of
+// a default route changes in one line:
+//
+//	cfg.Route("chat").Stream.IdleTimeout = 10 * time.Second
+//	cfg.Route("embeddings").Policy.MaxAttempts = 1
+//
+// It returns nil when neither c nor the defaults have such a route. The pointer is into
+// c.Routes: use it before the next call that adds a route.
+func (c *Config) Route(name string) *Route {
+	for i := range c.Routes {
+		if c.Routes[i].Name == name || (name != "" && c.Routes[i].Prefix == name) {
+			return &c.Routes[i]
+		}
+	}
+	for _, d := range DefaultRoutes() {
+		if d.Name == name || (name != "" && d.Prefix == name) {
+			c.Routes = append(c.Routes, d)
+			return &c.Routes[len(c.Routes)-1]
+		}
+	}
+	return nil
 }
 
 const (
 	defaultMaxRequestBytes  = 32 << 20
 	defaultMaxResponseBytes = 64 << 20
 	defaultMaxEventBytes    = 1 << 20
+	defaultMaxUpstreams     = 1024
 	defaultFirstToken       = 150 * time.Second
 	defaultIdle             = 60 * time.Second
-	defaultMinTryTime       = 100 * time.Millisecond // breaker.Config.MinTryTime's default
 )
 
 // resolved is a validated Config with its defaults filled in.
 type resolved struct {
 	Config
 	routes []Route // longest Prefix first
+	creds  transport.Credentials
 }
 
 func resolve(cfg Config) (*resolved, error) {
@@ -137,39 +196,57 @@ func resolve(cfg Config) (*resolved, error) {
 		return nil, fmt.Errorf("llmclient: MaxResponseBytes %d is negative", cfg.MaxResponseBytes)
 	case cfg.MaxEventBytes < 0:
 		return nil, fmt.Errorf("llmclient: MaxEventBytes %d is negative", cfg.MaxEventBytes)
+	case cfg.MaxUpstreams < 0:
+		return nil, fmt.Errorf("llmclient: MaxUpstreams %d is negative", cfg.MaxUpstreams)
 	}
 	r := &resolved{Config: cfg}
-	if r.MaxRequestBytes == 0 {
-		r.MaxRequestBytes = defaultMaxRequestBytes
-	}
-	if r.MaxResponseBytes == 0 {
-		r.MaxResponseBytes = defaultMaxResponseBytes
-	}
-	if r.MaxEventBytes == 0 {
-		r.MaxEventBytes = defaultMaxEventBytes
-	}
+	r.MaxRequestBytes = orDefault(r.MaxRequestBytes, defaultMaxRequestBytes)
+	r.MaxResponseBytes = orDefault(r.MaxResponseBytes, defaultMaxResponseBytes)
+	r.MaxEventBytes = orDefault(r.MaxEventBytes, defaultMaxEventBytes)
+	r.MaxUpstreams = orDefault(r.MaxUpstreams, defaultMaxUpstreams)
 	if r.Provider == "" {
 		r.Provider = "openai"
 	}
+	creds := cfg.CredentialHeaders
+	if creds == nil {
+		creds = transport.DefaultCredentials()
+	}
+	var err error
+	if r.creds, err = creds.Canonical(); err != nil {
+		return nil, fmt.Errorf("llmclient: CredentialHeaders: %w", err)
+	}
+	if r.routes, err = resolveRoutes(cfg.Routes); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
 
+func orDefault[T int | int64](v, def T) T {
+	if v == 0 {
+		return def
+	}
+	return v
+}
+
+// resolveRoutes merges the configured routes into the defaults, fills in the stream
+// defaults and validates every route.
+func resolveRoutes(custom []Route) ([]Route, error) {
 	routes := DefaultRoutes()
-	for i, rt := range cfg.Routes {
+	for i, rt := range custom {
 		if rt.Prefix != "" && !strings.HasPrefix(rt.Prefix, "/") {
 			return nil, fmt.Errorf("llmclient: Routes[%d].Prefix %q does not start with /", i, rt.Prefix)
 		}
 		if err := rt.Stream.validate(); err != nil {
 			return nil, fmt.Errorf("llmclient: Routes[%d] (%q): %w", i, rt.Prefix, err)
 		}
-		replaced := false
-		for j := range routes {
-			if routes[j].Prefix == rt.Prefix {
-				routes[j], replaced = rt, true
-				break
-			}
-		}
-		if !replaced {
+		j := slices.IndexFunc(routes, func(d Route) bool {
+			return d.Prefix == rt.Prefix && (rt.Prefix != "" || rt.Name == "" || rt.Name == d.Name)
+		})
+		if j < 0 {
 			routes = append(routes, rt)
+			continue
 		}
+		mergeNonZero(reflect.ValueOf(&routes[j]).Elem(), reflect.ValueOf(rt))
 	}
 	for i := range routes {
 		rt := &routes[i]
@@ -193,12 +270,26 @@ func resolve(cfg Config) (*resolved, error) {
 		}
 	}
 	sort.SliceStable(routes, func(i, j int) bool { return len(routes[i].Prefix) > len(routes[j].Prefix) })
-	r.routes = routes
-	return r, nil
+	return routes, nil
 }
 
-// overall is the route's limit on a non-streamed call, retries and waits included; 0
-// means none.
+// mergeNonZero sets every field of dst whose counterpart in src is not zero, looking
+// into nested structs field by field, so a partial Route overrides only what it sets.
+func mergeNonZero(dst, src reflect.Value) {
+	for i := range src.NumField() {
+		s, d := src.Field(i), dst.Field(i)
+		switch {
+		case s.IsZero():
+		case s.Kind() == reflect.Struct:
+			mergeNonZero(d, s)
+		default:
+			d.Set(s)
+		}
+	}
+}
+
+// overall is the route's limit on a non-streamed call, retries, waits and fallback
+// included; 0 means none.
 func (r *Route) overall() time.Duration {
 	switch to := r.Policy.Timeout; {
 	case to == 0:

@@ -82,10 +82,12 @@ func TestErrorObjectIn200IsFailure(t *testing.T) {
 		e, done := newEnv(t, llmclient.Config{Routes: routes}, llmtest.WithRules(llmtest.Rule{Fault: llmtest.Fault{Kind: llmtest.KindErrorEvent}}))
 		defer done()
 		for i := range 3 {
+			// go-openai decodes the error object of the 200 into its own error type, with
+			// the status of its class (overloaded: 503).
 			_, err := e.client.CreateChatCompletion(context.Background(), chatReq(false))
-			var ae *llmclient.APIError
-			if !errors.As(err, &ae) || !ae.InBody || ae.StatusCode != 200 {
-				t.Fatalf("call %d: err = %v, want an in-body *APIError", i, err)
+			var ae *openai.APIError
+			if !errors.As(err, &ae) || ae.HTTPStatusCode != http.StatusServiceUnavailable || ae.Message != "Overloaded" {
+				t.Fatalf("call %d: err = %v, want go-openai's *APIError with status 503", i, err)
 			}
 			assertNoSecret(t, "in-body", err)
 		}

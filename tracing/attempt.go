@@ -2,7 +2,6 @@ package tracing
 
 import (
 	"context"
-	"slices"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -19,9 +18,10 @@ type Attempt struct {
 	start  time.Time
 	status int
 	// The fields below are guarded by c.mu.
-	ended   bool
-	mesh    Mesh
-	hasMesh bool
+	ended      bool
+	mesh       Mesh
+	clientTime time.Duration
+	hasMesh    bool
 }
 
 // StartAttempt begins attempt n (1-based) of the call. The returned context
@@ -52,12 +52,13 @@ func (c *Call) StartAttempt(ctx context.Context, n int) (context.Context, *Attem
 	if ended {
 		return ctx, nil
 	}
-	opts := c.sh.first
-	if n != 1 {
-		opts = attemptOptions(n, c.addr, c.port, c.server)
+	kind := trace.SpanKindClient
+	if c.server {
+		kind = trace.SpanKindInternal // the server's own tries are in process
 	}
-	ctx, span := c.in.tracer.Start(ctx, AttemptSpanName, opts...)
-	a := &Attempt{c: c, span: span, start: spanStart(span)}
+	attrs := appendServer([]attribute.KeyValue{AttemptKey.Int(n)}, c.addr, c.port)
+	ctx, span := c.in.tracer.Start(ctx, AttemptSpanName, trace.WithSpanKind(kind), trace.WithAttributes(attrs...))
+	a := &Attempt{c: c, span: span, start: time.Now()}
 	c.mu.Lock()
 	c.attemptStart = a.start
 	c.mu.Unlock()
@@ -127,24 +128,20 @@ func (c *Call) StartFallback(ctx context.Context, t FallbackTarget) (context.Con
 }
 
 // Mesh records the mesh signals of this attempt's response on the attempt
-// span, and on the call span (where the last attempt's signals are kept).
-// When m.UpstreamServiceTime is set and m.ClientTime is zero, the client
-// time is measured now from the attempt's start.
+// span, and on the call span (where the last attempt's signals are kept). The
+// client's own time of the exchange is measured now, from the attempt's start.
 func (a *Attempt) Mesh(m Mesh) {
 	if a == nil {
 		return
 	}
 	now := time.Now()
-	if m.UpstreamServiceTime > 0 && m.ClientTime <= 0 {
-		m.ClientTime = now.Sub(a.start)
-	}
 	c := a.c
 	c.mu.Lock()
 	if !a.ended {
-		a.mesh, a.hasMesh = m, true
+		a.mesh, a.clientTime, a.hasMesh = m, now.Sub(a.start), true
 	}
 	if !c.ended {
-		c.setMeshLocked(m, now)
+		c.mesh, c.clientTime, c.hasMesh = m, now.Sub(a.start), true
 	}
 	c.mu.Unlock()
 }
@@ -179,18 +176,19 @@ func (a *Attempt) End(err error, errorType string) {
 	if errorType == "" && err != nil {
 		errorType = classify(err)
 	}
-	var buf [7]attribute.KeyValue
-	attrs := buf[:0]
+	var attrs []attribute.KeyValue
 	if a.status > 0 {
 		attrs = append(attrs, semconv.HTTPResponseStatusCodeKey.Int(a.status))
 	}
-	attrs = appendMesh(attrs, a.mesh, a.hasMesh)
+	if a.hasMesh {
+		attrs = appendMesh(attrs, a.mesh, a.clientTime)
+	}
 	if errorType != "" {
 		attrs = append(attrs, semconv.ErrorTypeKey.String(errorType))
 		a.span.SetStatus(codes.Error, errorType)
 	}
 	if len(attrs) > 0 {
-		a.span.SetAttributes(slices.Clone(attrs)...) // see Call.endSpan
+		a.span.SetAttributes(attrs...)
 	}
 	a.span.End()
 }

@@ -16,7 +16,6 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	tracenoop "go.opentelemetry.io/otel/trace/noop"
 
-	"github.com/infermesh/infermesh/internal/sse"
 	"github.com/infermesh/infermesh/tracing"
 )
 
@@ -28,7 +27,7 @@ func oneCall(in *tracing.Instrumenter, req tracing.Request, hdr http.Header, bod
 	in.InjectHeader(actx, hdr)
 	a.HTTPStatus(200)
 	a.End(nil, "")
-	call.ObserveJSON(body)
+	observeJSON(call, string(body))
 	call.End(nil, "")
 }
 
@@ -68,74 +67,6 @@ func benchCallSDK(b *testing.B, tp *sdktrace.TracerProvider) {
 	benchCalls(b, tracing.Config{TracerProvider: tp, MeterProvider: mp})
 	_ = tp.ForceFlush(context.Background()) // the export of the last spans belongs to the cost
 	reportCPU(b, cpu)
-}
-
-// chunkEvents are typical streamed chat.completion.chunk events: the same
-// stream, differing in their content as real chunks do.
-var chunkEvents = func() []byte {
-	var b []byte
-	for _, content := range []string{" world", ",", " how", " are you", " today", "?", " I\\u2019m", " fine"} {
-		b = append(b, "data: {\"id\":\"chatcmpl-AbC123xyz\",\"object\":\"chat.completion.chunk\",\"created\":1717000000,\"model\":\"gpt-4o-mini-2024-07-18\",\"system_fingerprint\":\"fp_0ba0d124f1\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\""...)
-		b = append(b, content...)
-		b = append(b, "\"},\"logprobs\":null,\"finish_reason\":null}],\"usage\":null}\n\n"...)
-	}
-	return b
-}()
-
-// endless yields the events forever, filling each read like a socket.
-type endless struct {
-	ev  []byte
-	off int
-}
-
-func (e *endless) Read(p []byte) (int, error) {
-	n := 0
-	for n < len(p) {
-		c := copy(p[n:], e.ev[e.off:])
-		n += c
-		e.off = (e.off + c) % len(e.ev)
-	}
-	return n, nil
-}
-
-// BenchmarkSSEChunk is the per-chunk cost of a stream: SSE scan, JSON peek
-// and the observer of a call recording with the SDK. Goal: < 200 ns, 0 allocs.
-func BenchmarkSSEChunk(b *testing.B) {
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(tracetest.NewNoopExporter()))
-	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewManualReader()))
-	defer func() { _ = tp.Shutdown(context.Background()); _ = mp.Shutdown(context.Background()) }()
-	in, err := tracing.New(tracing.Config{TracerProvider: tp, MeterProvider: mp})
-	if err != nil {
-		b.Fatal(err)
-	}
-	_, call := in.Start(context.Background(), tracing.Request{Model: "gpt-4o-mini", Stream: true})
-	defer call.End(nil, "")
-	benchChunks(b, call)
-}
-
-// BenchmarkSSEChunkNoop is the same stream with tracing off (nil Call): the
-// scan and peek llmclient does anyway.
-func BenchmarkSSEChunkNoop(b *testing.B) { benchChunks(b, nil) }
-
-// benchChunks scans, parses and observes one content chunk per iteration.
-func benchChunks(b *testing.B, call *tracing.Call) {
-	s := sse.NewScanner(&endless{ev: chunkEvents}, sse.Options{})
-	var ch tracing.Chunk
-	var p tracing.ChunkParser
-	b.SetBytes(int64(len(chunkEvents) / 8))
-	b.ReportAllocs()
-	for b.Loop() {
-		if !s.Next() {
-			b.Fatal(s.Err())
-		}
-		if err := p.Parse(s.Event().Data, &ch); err != nil {
-			b.Fatal(err)
-		}
-		if !ch.HasContent {
-			b.Fatal("no content")
-		}
-		call.ObserveChunk(&ch)
-	}
 }
 
 // BenchmarkSDKFloor is what the SDK alone costs for the spans and metric

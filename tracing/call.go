@@ -2,11 +2,11 @@ package tracing
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
-	"slices"
 	"sync"
-	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
@@ -15,7 +15,7 @@ import (
 	semconv "go.opentelemetry.io/otel/semconv/v1.41.0"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/infermesh/infermesh/internal/wire"
+	"github.com/infermesh/infermesh/internal/mesh"
 )
 
 // Request describes one logical GenAI call (or inference RPC) at its start.
@@ -42,7 +42,7 @@ type Request struct {
 	// Server marks the server side of an RPC (span kind SERVER; the server
 	// GenAI metrics instead of the client ones). Internal takes precedence.
 	Server bool
-	// RequestID is the request's id, recorded as request.id with LegacyLLMTags.
+	// RequestID is the request's id, recorded as request.id with the legacy tags.
 	RequestID string
 	// Attributes are added to the span at its start (for example rpc.method
 	// from an RPC interceptor). Never put credentials here.
@@ -56,29 +56,14 @@ type Usage struct {
 	InputTokens, OutputTokens, TotalTokens int64
 }
 
-// Mesh holds the service mesh signals of one response (from Envoy's
-// x-envoy-* response headers).
-type Mesh struct {
-	// UpstreamServiceTime is x-envoy-upstream-service-time; zero when absent.
-	UpstreamServiceTime time.Duration
-	// ClientTime is the client-observed time of the same exchange (request
-	// sent to response headers received). Zero means: measure it now, from
-	// the start of the current attempt (or of the call).
-	ClientTime time.Duration
-	// Overloaded is x-envoy-overloaded: the sidecar shed the request.
-	Overloaded bool
-	// AttemptCount is x-envoy-attempt-count; zero when absent.
-	AttemptCount int
-}
+// Mesh holds the service mesh signals of one response: Envoy's
+// x-envoy-upstream-service-time, x-envoy-overloaded and x-envoy-attempt-count
+// and its local replies. It is the one model of mesh signals in this module
+// (transport.Envoy and grpcinfer.Envoy are the same type). The client's own
+// time of the exchange is measured when it is recorded.
+type Mesh = mesh.Envoy
 
 type callKey struct{}
-
-// Call.flags bits.
-const (
-	flagEnded uint32 = 1 << iota // End has run
-	flagFirst                    // the first content chunk is recorded
-	flagMeta                     // the response model is recorded
-)
 
 // CallFromContext returns the Call that Start put in ctx (or in a parent of
 // ctx), or nil. Hooks that only get a context, such as retry hooks, use it.
@@ -93,7 +78,6 @@ func CallFromContext(ctx context.Context) *Call {
 // recorded (no-op providers), so instrumentation then costs nothing.
 type Call struct {
 	in       *Instrumenter
-	sh       *shape
 	ctx      context.Context
 	span     trace.Span
 	rec      bool // the span records
@@ -115,25 +99,18 @@ type Call struct {
 	respID       string
 	requestID    string
 	reasons      []string
-	reasonBuf    [1]string // backs reasons for the usual single reason
-	usageIn      int64
-	usageOut     int64
-	usageTotal   int64
+	usage        Usage
 	hasUsage     bool
 	firstChunk   time.Time
-	chunks       atomic.Int64
-	// flags lets ObserveChunk skip the lock for an ordinary content chunk.
-	flags        atomic.Uint32
-	parser       *wire.Parser // ObserveEvent's stream parser, guarded by pmu; most calls never need one
-	pmu          sync.Mutex
+	chunks       int
 	breakerState string
 	fallback     string
 	mesh         Mesh
+	clientTime   time.Duration // the client's time of the exchange mesh describes
 	hasMesh      bool
 	input        string
-	output       string
-	hasOutput    bool
-	outRaw       []byte // captured raw output text (JSON string contents)
+	output       []byte // captured completion text (CaptureContent)
+	outputJSON   bool   // output was set by Content, as messages JSON
 }
 
 // Start begins a logical call. The returned context carries the call's span
@@ -142,7 +119,7 @@ type Call struct {
 // (for a stream: when the stream is closed or fails).
 //
 // When neither a span nor a metric would be recorded (no-op or unset global
-// providers), Start returns ctx unchanged and a nil *Call, without allocating.
+// providers), Start returns ctx unchanged and a nil *Call.
 func (in *Instrumenter) Start(ctx context.Context, r Request) (context.Context, *Call) {
 	if in == nil {
 		return ctx, nil
@@ -152,41 +129,23 @@ func (in *Instrumenter) Start(ctx context.Context, r Request) (context.Context, 
 	if tracerOff && !metricsOn {
 		return noCall(ctx), nil
 	}
-	op, provider := r.Operation, r.Provider
-	if op == "" {
-		op = "chat"
-	}
-	if provider == "" {
-		provider = "openai"
-	}
-	kind := trace.SpanKindClient
-	switch {
-	case r.Internal:
-		kind = trace.SpanKindInternal
-	case r.Server:
-		kind = trace.SpanKindServer
-	}
 	c := &Call{
-		in: in, op: op, provider: provider, model: r.Model, stream: r.Stream, server: r.Server && !r.Internal,
-		addr: r.ServerAddress, port: r.ServerPort, requestID: r.RequestID,
-		usageIn: -1, usageOut: -1, usageTotal: -1,
+		in: in, op: r.Operation, provider: r.Provider, model: r.Model, stream: r.Stream,
+		server: r.Server && !r.Internal, addr: r.ServerAddress, port: r.ServerPort, requestID: r.RequestID,
+		usage: Usage{-1, -1, -1},
 	}
-	c.sh = in.shape(shapeKey{op, provider, r.Model, r.ServerAddress, r.ServerPort, r.Stream, kind})
+	if c.op == "" {
+		c.op = "chat"
+	}
+	if c.provider == "" {
+		c.provider = "openai"
+	}
 	if tracerOff {
 		c.span = trace.SpanFromContext(ctx)
 		c.start = time.Now()
 	} else {
-		// request.id is set by End only (with the id the response may have
-		// brought): at the start it would cost every recorded call a copy of
-		// the start options, for samplers that do not read it.
-		opts := c.sh.start
-		if len(r.Attributes) > 0 {
-			opts = append(opts[:len(opts):len(opts)], trace.WithAttributes(r.Attributes...))
-		}
-		ctx, c.span = in.tracer.Start(ctx, c.sh.name, opts...)
-		// From the span's own start, times measured from c.start (time to
-		// first chunk, mesh client time) fit in the span.
-		c.start = spanStart(c.span)
+		ctx, c.span = in.tracer.Start(ctx, spanName(c.op, c.model), c.startOptions(r)...)
+		c.start = time.Now()
 		c.rec = c.span.IsRecording()
 		if !c.rec && !metricsOn {
 			return noCall(ctx), nil // sampled out
@@ -197,6 +156,28 @@ func (in *Instrumenter) Start(ctx context.Context, r Request) (context.Context, 
 	return ctx, c
 }
 
+// startOptions are the call span's kind and start attributes.
+func (c *Call) startOptions(r Request) []trace.SpanStartOption {
+	kind := trace.SpanKindClient
+	switch {
+	case r.Internal:
+		kind = trace.SpanKindInternal
+	case r.Server:
+		kind = trace.SpanKindServer
+	}
+	attrs := []attribute.KeyValue{
+		semconv.GenAIOperationNameKey.String(c.op),
+		semconv.GenAIProviderNameKey.String(c.provider),
+		semconv.GenAIRequestStreamKey.Bool(c.stream),
+	}
+	if c.model != "" {
+		attrs = append(attrs, semconv.GenAIRequestModelKey.String(c.model))
+	}
+	attrs = appendServer(attrs, c.addr, c.port)
+	attrs = append(attrs, r.Attributes...)
+	return []trace.SpanStartOption{trace.WithSpanKind(kind), trace.WithAttributes(attrs...)}
+}
+
 // noCall hides an outer Call from CallFromContext when Start returns nil.
 func noCall(ctx context.Context) context.Context {
 	if ctx.Value(callKey{}) != nil {
@@ -205,22 +186,21 @@ func noCall(ctx context.Context) context.Context {
 	return ctx
 }
 
-// spanStart returns the start time of a span that was just started: its own
-// when it tells it (the SDK's spans do, for less than time.Now costs), or now.
-func spanStart(s trace.Span) time.Time {
-	if r, ok := s.(interface{ StartTime() time.Time }); ok {
-		if t := r.StartTime(); !t.IsZero() {
-			return t
-		}
-	}
-	return time.Now()
-}
-
 func spanName(op, model string) string {
 	if model == "" {
 		return op
 	}
 	return op + " " + model
+}
+
+func appendServer(attrs []attribute.KeyValue, addr string, port int) []attribute.KeyValue {
+	if addr != "" {
+		attrs = append(attrs, semconv.ServerAddressKey.String(addr))
+	}
+	if port > 0 {
+		attrs = append(attrs, semconv.ServerPortKey.Int(port))
+	}
+	return attrs
 }
 
 func (in *Instrumenter) metricsEnabled(ctx context.Context, server bool) bool {
@@ -241,21 +221,28 @@ func (c *Call) Span() trace.Span {
 	return c.span
 }
 
+// update runs f under the call's lock unless the call has ended, and reports
+// whether it ran.
+func (c *Call) update(f func()) bool {
+	if c == nil {
+		return false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ended {
+		return false
+	}
+	f()
+	return true
+}
+
 // Retry records that attempt (1-based) failed and the call will retry after
 // wait, for reason (an error class such as "rate_limited"): an event on the
 // call span and the infermesh.retries counter.
 func (c *Call) Retry(attempt int, wait time.Duration, reason string) {
-	if c == nil {
+	if !c.update(func() { c.retries++; c.attempts = max(c.attempts, attempt) }) {
 		return
 	}
-	c.mu.Lock()
-	if c.ended {
-		c.mu.Unlock()
-		return
-	}
-	c.retries++
-	c.attempts = max(c.attempts, attempt)
-	c.mu.Unlock()
 	if c.rec {
 		c.span.AddEvent(RetryEvent, trace.WithAttributes(
 			AttemptKey.Int(attempt),
@@ -270,13 +257,7 @@ func (c *Call) Retry(attempt int, wait time.Duration, reason string) {
 // (1-based) that failed for reason: an event on the call span and the
 // infermesh.budget.rejections counter.
 func (c *Call) BudgetRejected(attempt int, reason string) {
-	if c == nil {
-		return
-	}
-	c.mu.Lock()
-	ended := c.ended
-	c.mu.Unlock()
-	if ended {
+	if !c.update(func() {}) {
 		return
 	}
 	if c.rec {
@@ -290,31 +271,15 @@ func (c *Call) BudgetRejected(attempt int, reason string) {
 
 // Breaker records the circuit breaker state the call saw ("closed",
 // "half-open", "open"); the last one is kept.
-func (c *Call) Breaker(state string) {
-	if c == nil {
-		return
-	}
-	c.mu.Lock()
-	if !c.ended {
-		c.breakerState = state
-	}
-	c.mu.Unlock()
-}
+func (c *Call) Breaker(state string) { c.update(func() { c.breakerState = state }) }
 
 // Fallback records that the call was handed to the fallback target: the
 // infermesh.fallback.target attribute, an event and the infermesh.fallbacks
 // counter. StartFallback calls it.
 func (c *Call) Fallback(target string) {
-	if c == nil {
+	if !c.update(func() { c.fallback = target }) {
 		return
 	}
-	c.mu.Lock()
-	if c.ended {
-		c.mu.Unlock()
-		return
-	}
-	c.fallback = target
-	c.mu.Unlock()
 	if c.rec {
 		c.span.AddEvent(FallbackEvent, trace.WithAttributes(FallbackTargetKey.String(target)))
 	}
@@ -327,116 +292,79 @@ func (c *Call) count(ctr metric.Int64Counter, extra ...attribute.KeyValue) {
 	if !ctr.Enabled(c.ctx) {
 		return
 	}
-	attrs := make([]attribute.KeyValue, 0, 2+len(extra))
-	attrs = append(attrs, semconv.GenAIOperationNameKey.String(c.op), semconv.GenAIProviderNameKey.String(c.provider))
-	ctr.Add(c.ctx, 1, metric.WithAttributes(append(attrs, extra...)...))
+	attrs := append([]attribute.KeyValue{semconv.GenAIOperationNameKey.String(c.op), semconv.GenAIProviderNameKey.String(c.provider)}, extra...)
+	ctr.Add(c.ctx, 1, metric.WithAttributes(attrs...))
 }
 
 // Mesh records the mesh signals of the latest response; the last one is kept.
-// When m.UpstreamServiceTime is set and m.ClientTime is zero, the client time
-// is measured now from the start of the current attempt.
+// The client's own time of the exchange is measured now, from the start of the
+// current attempt (or of the call).
 func (c *Call) Mesh(m Mesh) {
-	if c == nil {
-		return
-	}
 	now := time.Now()
-	c.mu.Lock()
-	if !c.ended {
-		c.setMeshLocked(m, now)
-	}
-	c.mu.Unlock()
-}
-
-func (c *Call) setMeshLocked(m Mesh, now time.Time) {
-	if m.UpstreamServiceTime > 0 && m.ClientTime <= 0 {
+	c.update(func() {
 		from := c.attemptStart
 		if from.IsZero() {
 			from = c.start
 		}
-		m.ClientTime = now.Sub(from)
-	}
-	c.mesh, c.hasMesh = m, true
+		c.mesh, c.clientTime, c.hasMesh = m, now.Sub(from), true
+	})
 }
 
-// FirstChunk records when the first content chunk of a stream arrived, if no
-// earlier one was recorded (ObserveChunk records it by itself).
+// FirstChunk records when the first chunk with output of a stream arrived, if
+// no earlier one was recorded.
 func (c *Call) FirstChunk(t time.Time) {
-	if c == nil {
-		return
-	}
-	c.mu.Lock()
-	if !c.ended && c.firstChunk.IsZero() {
-		c.firstChunk = t
-		c.flags.Or(flagFirst)
-	}
-	c.mu.Unlock()
+	c.update(func() {
+		if c.firstChunk.IsZero() {
+			c.firstChunk = t
+		}
+	})
 }
+
+// Chunk counts one stream chunk that carries output (infermesh.stream.chunks).
+func (c *Call) Chunk() { c.update(func() { c.chunks++ }) }
 
 // Usage records the provider-reported token usage (the last call wins).
 func (c *Call) Usage(u Usage) {
-	if c == nil {
-		return
-	}
-	c.mu.Lock()
-	if !c.ended {
-		c.usageIn, c.usageOut, c.usageTotal = max(u.InputTokens, -1), max(u.OutputTokens, -1), u.TotalTokens
-		if c.usageTotal <= 0 {
-			c.usageTotal = -1
+	c.update(func() {
+		c.usage = Usage{max(u.InputTokens, -1), max(u.OutputTokens, -1), u.TotalTokens}
+		if c.usage.TotalTokens <= 0 {
+			c.usage.TotalTokens = -1
 		}
 		c.hasUsage = true
-	}
-	c.mu.Unlock()
-}
-
-// Response records the response's model and id and appends its finish
-// reasons. Empty values are ignored.
-func (c *Call) Response(model, id string, finishReasons ...string) {
-	if c == nil {
-		return
-	}
-	c.mu.Lock()
-	if !c.ended {
-		if model != "" {
-			c.respModel = model
-			c.flags.Or(flagMeta)
-		}
-		if id != "" {
-			c.respID = id
-		}
-		for _, r := range finishReasons {
-			c.addReasonLocked(r)
-		}
-	}
-	c.mu.Unlock()
+	})
 }
 
 // maxReasons bounds the finish reasons kept per call.
 const maxReasons = 16
 
-func (c *Call) addReasonLocked(r string) {
-	if r != "" && len(c.reasons) < maxReasons {
-		if c.reasons == nil {
-			c.reasons = c.reasonBuf[:0]
+// Response records the response's model and id and appends its finish
+// reasons. Empty values are ignored.
+func (c *Call) Response(model, id string, finishReasons ...string) {
+	c.update(func() {
+		if model != "" {
+			c.respModel = model
 		}
-		c.reasons = append(c.reasons, r)
-	}
+		if id != "" {
+			c.respID = id
+		}
+		for _, r := range finishReasons {
+			if r != "" && len(c.reasons) < maxReasons {
+				c.reasons = append(c.reasons, r)
+			}
+		}
+	})
 }
 
-// RequestID records the request's id (request.id with LegacyLLMTags), such
+// RequestID records the request's id (request.id with the legacy tags), such
 // as one the server returned.
 func (c *Call) RequestID(id string) {
-	if c == nil {
-		return
+	if id != "" {
+		c.update(func() { c.requestID = id })
 	}
-	c.mu.Lock()
-	if !c.ended && id != "" {
-		c.requestID = id
-	}
-	c.mu.Unlock()
 }
 
-// CaptureContent reports whether Content would record anything, so a caller
-// can skip building the strings.
+// CaptureContent reports whether Content and Output would record anything, so
+// a caller can skip building the strings.
 func (c *Call) CaptureContent() bool {
 	return c != nil && c.rec && c.in.capture
 }
@@ -446,19 +374,31 @@ func (c *Call) CaptureContent() bool {
 // Config.MaxContentBytes, only when Config.CaptureContent is on. Pass the
 // messages as JSON (the semantic conventions' message schema, or the
 // provider's own messages array); truncation may cut the JSON short. An empty
-// output keeps the completion that ObserveJSON or ObserveChunk captured.
+// output keeps the completion text that Output collected.
 func (c *Call) Content(input, output string) {
 	if !c.CaptureContent() {
 		return
 	}
-	c.mu.Lock()
-	if !c.ended {
+	c.update(func() {
 		c.input = truncateString(input, c.in.maxContent)
 		if output != "" {
-			c.output, c.hasOutput = truncateString(output, c.in.maxContent), true
+			c.output, c.outputJSON = []byte(truncateString(output, c.in.maxContent)), true
 		}
+	})
+}
+
+// Output appends completion text (a stream's content delta, or a whole
+// response's text), recorded as gen_ai.output.messages only when
+// Config.CaptureContent is on, up to Config.MaxContentBytes.
+func (c *Call) Output(text string) {
+	if text == "" || !c.CaptureContent() {
+		return
 	}
-	c.mu.Unlock()
+	c.update(func() {
+		if room := c.in.maxContent - len(c.output); room > 0 && !c.outputJSON {
+			c.output = append(c.output, truncateString(text, room)...)
+		}
+	})
 }
 
 // End ends the call: it sets the span's final attributes and status, ends the
@@ -470,20 +410,11 @@ func (c *Call) Content(input, output string) {
 // a 200 stream) also marks the call failed. The error's text is never
 // recorded: it may hold data that must not leave the process.
 func (c *Call) End(err error, errorType string) {
-	if c == nil {
+	if !c.update(func() { c.ended = true }) {
 		return
 	}
-	d := time.Since(c.start) // a monotonic read costs half of time.Now
-	c.mu.Lock()
-	if c.ended {
-		c.mu.Unlock()
-		return
-	}
-	c.ended = true
-	c.flags.Or(flagEnded)
-	c.mu.Unlock()
 	// From here on no method changes the call (they all check ended).
-
+	d := time.Since(c.start)
 	if errorType == "" && err != nil {
 		errorType = classify(err)
 	}
@@ -511,18 +442,17 @@ func (c *Call) responseModel() string {
 }
 
 func (c *Call) total() int64 {
-	if c.usageTotal > 0 {
-		return c.usageTotal
-	}
-	if c.usageIn >= 0 && c.usageOut >= 0 {
-		return c.usageIn + c.usageOut
+	switch u := c.usage; {
+	case u.TotalTokens > 0:
+		return u.TotalTokens
+	case u.InputTokens >= 0 && u.OutputTokens >= 0:
+		return u.InputTokens + u.OutputTokens
 	}
 	return -1
 }
 
 func (c *Call) endSpan(errorType string) {
-	var buf [24]attribute.KeyValue
-	attrs := buf[:0]
+	var attrs []attribute.KeyValue
 	if c.respModel != "" {
 		attrs = append(attrs, semconv.GenAIResponseModelKey.String(c.respModel))
 	}
@@ -532,19 +462,12 @@ func (c *Call) endSpan(errorType string) {
 	if len(c.reasons) > 0 {
 		attrs = append(attrs, semconv.GenAIResponseFinishReasonsKey.StringSlice(c.reasons))
 	}
-	if c.hasUsage {
-		if c.usageIn >= 0 {
-			attrs = append(attrs, semconv.GenAIUsageInputTokensKey.Int64(c.usageIn))
-		}
-		if c.usageOut >= 0 {
-			attrs = append(attrs, semconv.GenAIUsageOutputTokensKey.Int64(c.usageOut))
-		}
-	}
+	attrs = c.appendUsage(attrs)
 	if c.stream {
 		if !c.firstChunk.IsZero() {
 			attrs = append(attrs, semconv.GenAIResponseTimeToFirstChunkKey.Float64(c.firstChunk.Sub(c.start).Seconds()))
 		}
-		attrs = append(attrs, StreamChunksKey.Int64(c.chunks.Load()))
+		attrs = append(attrs, StreamChunksKey.Int(c.chunks))
 	}
 	attrs = append(attrs, AttemptsKey.Int(max(c.attempts, c.retries+1, 1)))
 	if c.breakerState != "" {
@@ -553,24 +476,10 @@ func (c *Call) endSpan(errorType string) {
 	if c.fallback != "" {
 		attrs = append(attrs, FallbackTargetKey.String(c.fallback))
 	}
-	attrs = appendMesh(attrs, c.mesh, c.hasMesh)
-	if c.in.legacy {
-		attrs = append(attrs, LegacyModelKey.String(c.responseModel()))
-		if c.hasUsage {
-			if c.usageIn >= 0 {
-				attrs = append(attrs, LegacyInputTokensKey.Int64(c.usageIn))
-			}
-			if c.usageOut >= 0 {
-				attrs = append(attrs, LegacyOutputTokensKey.Int64(c.usageOut))
-			}
-			if t := c.total(); t >= 0 {
-				attrs = append(attrs, LegacyTotalTokensKey.Int64(t))
-			}
-		}
-		if c.requestID != "" {
-			attrs = append(attrs, LegacyRequestIDKey.String(c.requestID))
-		}
+	if c.hasMesh {
+		attrs = appendMesh(attrs, c.mesh, c.clientTime)
 	}
+	attrs = c.appendLegacy(attrs)
 	if c.in.capture {
 		if c.input != "" {
 			attrs = append(attrs, semconv.GenAIInputMessagesKey.String(c.input))
@@ -583,20 +492,53 @@ func (c *Call) endSpan(errorType string) {
 		attrs = append(attrs, semconv.ErrorTypeKey.String(errorType))
 		c.span.SetStatus(codes.Error, errorType)
 	}
-	// The span may keep what it is given: hand it a copy of just the right size.
-	c.span.SetAttributes(slices.Clone(attrs)...)
+	c.span.SetAttributes(attrs...)
 	c.span.End()
 }
 
-func appendMesh(attrs []attribute.KeyValue, m Mesh, has bool) []attribute.KeyValue {
-	if !has {
+func (c *Call) appendUsage(attrs []attribute.KeyValue) []attribute.KeyValue {
+	if !c.hasUsage {
 		return attrs
 	}
+	if c.usage.InputTokens >= 0 {
+		attrs = append(attrs, semconv.GenAIUsageInputTokensKey.Int64(c.usage.InputTokens))
+	}
+	if c.usage.OutputTokens >= 0 {
+		attrs = append(attrs, semconv.GenAIUsageOutputTokensKey.Int64(c.usage.OutputTokens))
+	}
+	return attrs
+}
+
+// appendLegacy adds the llm.* tags existing dashboards read.
+func (c *Call) appendLegacy(attrs []attribute.KeyValue) []attribute.KeyValue {
+	if !c.in.legacy {
+		return attrs
+	}
+	attrs = append(attrs, LegacyModelKey.String(c.responseModel()))
+	if c.hasUsage {
+		if c.usage.InputTokens >= 0 {
+			attrs = append(attrs, LegacyInputTokensKey.Int64(c.usage.InputTokens))
+		}
+		if c.usage.OutputTokens >= 0 {
+			attrs = append(attrs, LegacyOutputTokensKey.Int64(c.usage.OutputTokens))
+		}
+		if t := c.total(); t >= 0 {
+			attrs = append(attrs, LegacyTotalTokensKey.Int64(t))
+		}
+	}
+	if c.requestID != "" {
+		attrs = append(attrs, LegacyRequestIDKey.String(c.requestID))
+	}
+	return attrs
+}
+
+// appendMesh adds a response's mesh signals and the client's time of the exchange.
+func appendMesh(attrs []attribute.KeyValue, m Mesh, clientTime time.Duration) []attribute.KeyValue {
 	if m.UpstreamServiceTime > 0 {
 		attrs = append(attrs,
 			MeshUpstreamServiceTimeKey.Float64(m.UpstreamServiceTime.Seconds()),
-			MeshClientTimeKey.Float64(m.ClientTime.Seconds()),
-			MeshOverheadKey.Float64((m.ClientTime - m.UpstreamServiceTime).Seconds()),
+			MeshClientTimeKey.Float64(clientTime.Seconds()),
+			MeshOverheadKey.Float64((clientTime - m.UpstreamServiceTime).Seconds()),
 		)
 	}
 	if m.Overloaded {
@@ -608,34 +550,88 @@ func appendMesh(attrs []attribute.KeyValue, m Mesh, has bool) []attribute.KeyVal
 	return attrs
 }
 
+// outputMessages returns gen_ai.output.messages: the text set by Content, or
+// the captured completion text in the conventions' message schema.
+func (c *Call) outputMessages() string {
+	if len(c.output) == 0 {
+		return ""
+	}
+	if c.outputJSON {
+		return string(c.output)
+	}
+	type part struct {
+		Type    string `json:"type"`
+		Content string `json:"content"`
+	}
+	type message struct {
+		Role         string `json:"role"`
+		Parts        []part `json:"parts"`
+		FinishReason string `json:"finish_reason,omitempty"`
+	}
+	msg := message{Role: "assistant", Parts: []part{{"text", string(c.output)}}}
+	if len(c.reasons) > 0 {
+		msg.FinishReason = c.reasons[0]
+	}
+	return mustJSON([]message{msg})
+}
+
 func (c *Call) recordMetrics(d time.Duration, errorType string) {
-	ctx := c.ctx
-	in := c.in
+	ctx, in := c.ctx, c.in
 	dur, ttf := in.duration, in.ttfc
 	if c.server {
 		dur, ttf = in.serverDuration, in.serverTTFT
 	}
-	durOn, ttfOn := dur.Enabled(ctx), c.stream && !c.firstChunk.IsZero() && ttf.Enabled(ctx)
-	tokOn := !c.server && c.hasUsage && (c.usageIn >= 0 || c.usageOut >= 0) && in.tokenUsage.Enabled(ctx)
-	if !durOn && !ttfOn && !tokOn {
-		return
+	base := []attribute.KeyValue{
+		semconv.GenAIOperationNameKey.String(c.op),
+		semconv.GenAIProviderNameKey.String(c.provider),
 	}
-	s := c.sh.seriesOf(c.respModel)
-	if durOn {
-		opts := s.plain
+	if c.model != "" {
+		base = append(base, semconv.GenAIRequestModelKey.String(c.model))
+	}
+	if c.respModel != "" {
+		base = append(base, semconv.GenAIResponseModelKey.String(c.respModel))
+	}
+	base = appendServer(base, c.addr, c.port)
+	with := func(extra ...attribute.KeyValue) metric.MeasurementOption {
+		return metric.WithAttributes(append(base[:len(base):len(base)], extra...)...)
+	}
+	if dur.Enabled(ctx) {
 		if errorType != "" {
-			opts = s.failedDur(errorType)
+			dur.Record(ctx, d.Seconds(), with(semconv.ErrorTypeKey.String(errorType)))
+		} else {
+			dur.Record(ctx, d.Seconds(), with())
 		}
-		dur.Record(ctx, d.Seconds(), opts...)
 	}
 	// Time to first chunk and token usage are recorded without error.type.
-	if ttfOn {
-		ttf.Record(ctx, c.firstChunk.Sub(c.start).Seconds(), s.plain...)
+	if c.stream && !c.firstChunk.IsZero() && ttf.Enabled(ctx) {
+		ttf.Record(ctx, c.firstChunk.Sub(c.start).Seconds(), with())
 	}
-	if tokOn && c.usageIn >= 0 {
-		in.tokenUsage.Record(ctx, c.usageIn, s.tokIn...)
+	if !c.server && c.hasUsage && in.tokenUsage.Enabled(ctx) {
+		if c.usage.InputTokens >= 0 {
+			in.tokenUsage.Record(ctx, c.usage.InputTokens, with(semconv.GenAITokenTypeKey.String("input")))
+		}
+		if c.usage.OutputTokens >= 0 {
+			in.tokenUsage.Record(ctx, c.usage.OutputTokens, with(semconv.GenAITokenTypeKey.String("output")))
+		}
 	}
-	if tokOn && c.usageOut >= 0 {
-		in.tokenUsage.Record(ctx, c.usageOut, s.tokOut...)
+}
+
+func mustJSON(v any) string {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic("tracing: " + err.Error()) // structs of strings always marshal
 	}
+	return string(b)
+}
+
+// truncateString cuts s to at most n bytes at a UTF-8 character boundary.
+func truncateString(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	i := n
+	for i > 0 && !utf8.RuneStart(s[i]) {
+		i--
+	}
+	return s[:i]
 }

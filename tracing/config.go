@@ -3,7 +3,6 @@ package tracing
 import (
 	"context"
 	"fmt"
-	"sync/atomic"
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/metric"
@@ -20,40 +19,6 @@ const ScopeName = "github.com/infermesh/infermesh/tracing"
 
 // DefaultMaxContentBytes is the truncation size used when Config.MaxContentBytes is zero.
 const DefaultMaxContentBytes = 4096
-
-// Toggle is an on/off setting whose zero value means "the documented default",
-// so that a zero Config gives the defaults even for settings that default to on.
-type Toggle uint8
-
-const (
-	// Default selects the setting's documented default.
-	Default Toggle = iota
-	// On turns the setting on.
-	On
-	// Off turns the setting off.
-	Off
-)
-
-// String returns "default", "on" or "off".
-func (t Toggle) String() string {
-	switch t {
-	case Default:
-		return "default"
-	case On:
-		return "on"
-	case Off:
-		return "off"
-	}
-	return fmt.Sprintf("Toggle(%d)", uint8(t))
-}
-
-// enabled resolves the toggle against the setting's default.
-func (t Toggle) enabled(def bool) bool {
-	if t == Default {
-		return def
-	}
-	return t == On
-}
 
 // Config configures an Instrumenter. The zero value is valid and gives the
 // documented defaults.
@@ -72,10 +37,10 @@ type Config struct {
 	// there (or here) for W3C traceparent.
 	Propagator propagation.TextMapPropagator
 
-	// LegacyLLMTags also sets the tags of the seed deployment on each call
-	// span: llm.model, llm.input_tokens, llm.output_tokens, llm.total_tokens
-	// and request.id. Default (the zero value) is On; set Off to drop them.
-	LegacyLLMTags Toggle
+	// DisableLegacyLLMTags leaves out the llm.* tags that existing LLM dashboards
+	// read from each call span (llm.model, llm.input_tokens, llm.output_tokens,
+	// llm.total_tokens and request.id). They are recorded by default.
+	DisableLegacyLLMTags bool
 
 	// CaptureContent records prompts and completions (gen_ai.input.messages
 	// and gen_ai.output.messages) on call spans. Off by default: content often
@@ -134,10 +99,6 @@ type Instrumenter struct {
 	fallbacks      metric.Int64Counter
 	transitions    metric.Int64Counter
 	budget         metric.Int64Counter
-
-	shapes memo[shapeKey, *shape]
-	names  memo[string, string] // response models and finish reasons, interned
-	sets   atomic.Int64         // metric attribute sets kept by the shapes' series
 }
 
 // New validates c and creates an Instrumenter, with all its metric
@@ -147,11 +108,8 @@ func New(c Config) (*Instrumenter, error) {
 		return nil, fmt.Errorf("tracing: Config.MaxContentBytes is %d; it must be 0 (default %d) or positive",
 			c.MaxContentBytes, DefaultMaxContentBytes)
 	}
-	if c.LegacyLLMTags > Off {
-		return nil, fmt.Errorf("tracing: Config.LegacyLLMTags is %v; it must be Default, On or Off", c.LegacyLLMTags)
-	}
 	in := &Instrumenter{
-		legacy:     c.LegacyLLMTags.enabled(true),
+		legacy:     !c.DisableLegacyLLMTags,
 		capture:    c.CaptureContent,
 		maxContent: c.MaxContentBytes,
 		prop:       c.Propagator,

@@ -34,16 +34,14 @@
 // [Call.Mesh] records Envoy's upstream service time next to the client's own
 // time, so the cost of the mesh hop is visible per call.
 //
-// # Usage as bytes pass
+// # What the response said
 //
-// For a non-streamed response, hand the body to [Call.ObserveJSON]. For a
-// stream, parse each SSE event's data once with a [ChunkParser] (one per
-// stream; it skips what every chunk repeats and does not allocate) or
-// [ParseChunk], apply the stream's own semantics to the [Chunk], and pass it
-// to [Call.ObserveChunk]: it counts chunks, takes the time of the first
-// content chunk and the usage of the final usage chunk, and never estimates
-// usage when none came. [Call.ObserveEvent] does both steps for callers that
-// do not need the chunk.
+// The caller reads the response (package llmclient parses each body and stream
+// event once) and hands the facts over: [Call.Response] (model, id, finish
+// reasons), [Call.Usage] (never estimated: only what the provider reported),
+// [Call.FirstChunk] and [Call.Chunk] for the chunks of a stream that carry
+// output, and [Call.Output] for the completion text, recorded only with
+// [Config.CaptureContent].
 //
 // # Secrets and content
 //

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strings"
 	"time"
 
 	"go.opentelemetry.io/otel/propagation"
@@ -14,7 +13,6 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
-	"github.com/infermesh/infermesh/internal/sse"
 	"github.com/infermesh/infermesh/tracing"
 )
 
@@ -64,8 +62,9 @@ func Example() {
 	attempt.HTTPStatus(200)
 	attempt.End(nil, "")
 
-	body := `{"id":"chatcmpl-1","model":"gpt-4o-mini-2024-07-18","choices":[{"message":{"content":"Hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":9,"completion_tokens":2,"total_tokens":11}}`
-	call.ObserveJSON([]byte(body))
+	// What the response said, as the caller read it from the body.
+	call.Response("gpt-4o-mini-2024-07-18", "chatcmpl-1", "stop")
+	call.Usage(tracing.Usage{InputTokens: 9, OutputTokens: 2, TotalTokens: 11})
 	call.End(nil, "")
 
 	printSpans(exp, "gen_ai.response.model", "gen_ai.response.finish_reasons",
@@ -89,49 +88,25 @@ func Example() {
 	// gen_ai.client.token.usage gen_ai.token.type=output sum=2
 }
 
-// A streamed call: each SSE event is parsed once and observed; usage comes
-// from the final usage-only chunk.
-func ExampleCall_ObserveChunk() {
+// A streamed call: the caller marks each chunk that carries output (the
+// first one is the time to first chunk) and records the usage of the final
+// usage-only chunk when it comes.
+func ExampleCall_Chunk() {
 	exp := tracetest.NewInMemoryExporter()
 	in, _ := tracing.New(tracing.Config{TracerProvider: sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))})
 	_, call := in.Start(context.Background(), tracing.Request{Model: "gpt-4o-mini", Stream: true})
 
-	stream := `data: {"id":"c1","model":"gpt-4o-mini","choices":[{"delta":{"role":"assistant","content":""}}]}
-
-data: {"id":"c1","model":"gpt-4o-mini","choices":[{"delta":{"content":"Hel"}}]}
-
-data: {"id":"c1","model":"gpt-4o-mini","choices":[{"delta":{"content":"lo"}}]}
-
-data: {"id":"c1","model":"gpt-4o-mini","choices":[{"delta":{},"finish_reason":"stop"}]}
-
-data: {"id":"c1","model":"gpt-4o-mini","choices":[],"usage":{"prompt_tokens":5,"completion_tokens":2,"total_tokens":7}}
-
-data: [DONE]
-
-`
-	sc := sse.NewScanner(strings.NewReader(stream), sse.Options{})
-	var parser tracing.ChunkParser // one per stream
-	var chunk tracing.Chunk
-	for sc.Next() {
-		ev := sc.Event()
-		if ev.Done() {
-			break
-		}
-		if err := parser.Parse(ev.Data, &chunk); err != nil {
-			panic(err)
-		}
-		fmt.Printf("content=%q deliverable=%v\n", chunk.Content, chunk.HasContent)
-		call.ObserveChunk(&chunk)
+	for _, text := range []string{"Hel", "lo"} {
+		call.FirstChunk(time.Now()) // kept only the first time
+		call.Chunk()
+		call.Output(text) // recorded only with CaptureContent
 	}
-	call.End(sc.Err(), "")
+	call.Response("gpt-4o-mini", "c1", "stop")
+	call.Usage(tracing.Usage{InputTokens: 5, OutputTokens: 2, TotalTokens: 7})
+	call.End(nil, "")
 	printSpans(exp, "infermesh.stream.chunks", "gen_ai.usage.input_tokens", "gen_ai.usage.output_tokens")
 	// Output:
-	// content="" deliverable=false
-	// content="Hel" deliverable=true
-	// content="lo" deliverable=true
-	// content="" deliverable=true
-	// content="" deliverable=false
-	// chat gpt-4o-mini [client] infermesh.stream.chunks=5 gen_ai.usage.input_tokens=5 gen_ai.usage.output_tokens=2
+	// chat gpt-4o-mini [client] infermesh.stream.chunks=2 gen_ai.usage.input_tokens=5 gen_ai.usage.output_tokens=2
 }
 
 // A call retried once, then served by an in-process fallback: each attempt
@@ -142,7 +117,7 @@ func ExampleCall_StartFallback() {
 	ctx, call := in.Start(context.Background(), tracing.Request{Model: "gpt-4o"})
 
 	_, a1 := call.StartAttempt(ctx, 1)
-	a1.Mesh(tracing.Mesh{UpstreamServiceTime: 80 * time.Millisecond, ClientTime: 95 * time.Millisecond})
+	a1.Mesh(tracing.Mesh{Overloaded: true}) // the sidecar shed it
 	a1.End(errors.New("503"), "overloaded")
 	call.Retry(1, 500*time.Millisecond, "overloaded")
 	_, a2 := call.StartAttempt(ctx, 2)
@@ -151,12 +126,12 @@ func ExampleCall_StartFallback() {
 	_, fb := call.StartFallback(ctx, tracing.FallbackTarget{Name: "canned-reply", Internal: true})
 	fb.End(nil, "")
 	call.End(nil, "")
-	printSpans(exp, "infermesh.attempt", "infermesh.attempts", "infermesh.fallback.target", "infermesh.mesh.overhead")
+	printSpans(exp, "infermesh.attempt", "infermesh.attempts", "infermesh.fallback.target", "infermesh.mesh.overloaded")
 	// Output:
-	// infermesh.attempt [client] infermesh.attempt=1 infermesh.mesh.overhead=0.015 status=overloaded
+	// infermesh.attempt [client] infermesh.attempt=1 infermesh.mesh.overloaded=true status=overloaded
 	// infermesh.attempt [client] infermesh.attempt=2 status=overloaded
 	// chat gpt-4o [internal] infermesh.fallback.target=canned-reply
-	// chat gpt-4o [client] infermesh.attempts=2 infermesh.fallback.target=canned-reply infermesh.mesh.overhead=0.015 event:infermesh.retry infermesh.attempt=1 infermesh.retry.wait=0.5 infermesh.retry.reason=overloaded event:infermesh.fallback infermesh.fallback.target=canned-reply
+	// chat gpt-4o [client] infermesh.attempts=2 infermesh.fallback.target=canned-reply infermesh.mesh.overloaded=true event:infermesh.retry infermesh.attempt=1 infermesh.retry.wait=0.5 infermesh.retry.reason=overloaded event:infermesh.fallback infermesh.fallback.target=canned-reply
 }
 
 // A zero Config gives the defaults: global providers, legacy tags on,
@@ -168,10 +143,10 @@ func ExampleConfig() {
 	fmt.Println("call recorded:", call != nil) // no SDK installed: nothing to record
 	_, err = tracing.New(tracing.Config{MaxContentBytes: -1})
 	fmt.Println(err)
-	fmt.Println(tracing.Config{LegacyLLMTags: tracing.Off}.LegacyLLMTags)
+	fmt.Println("legacy llm.* tags:", !tracing.Config{}.DisableLegacyLLMTags)
 	// Output:
 	// true <nil>
 	// call recorded: false
 	// tracing: Config.MaxContentBytes is -1; it must be 0 (default 4096) or positive
-	// off
+	// legacy llm.* tags: true
 }

@@ -12,6 +12,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
+	"github.com/infermesh/infermesh/internal/llmwire"
 	"github.com/infermesh/infermesh/tracing"
 )
 
@@ -44,12 +45,13 @@ func TestSecretKeyNeverRecorded(t *testing.T) {
 		callErr := fmt.Errorf("POST %s: 401 Unauthorized (Authorization: Bearer %s): %s", u, key, errBody)
 		a.HTTPStatus(401)
 		a.End(callErr, "")
-		call.ObserveJSON([]byte(errBody))
+		observeJSON(call, errBody)
 		call.Retry(1, time.Second, "auth")
 		call.End(callErr, "auth")
 
 		_, stream := h.in.Start(context.Background(), tracing.Request{Model: "gpt-4o", Stream: true, ServerAddress: addr})
-		stream.ObserveEvent([]byte(`{"error":{"message":"invalid key ` + key + `","type":"auth"}}`))
+		ev, _ := llmwire.ParseEvent(llmwire.KindChat, nil, []byte(`{"error":{"message":"invalid key `+key+`","type":"auth"}}`))
+		observeEvent(stream, ev)
 		stream.End(callErr, "")
 
 		dump := exportDump(t, h)

@@ -18,6 +18,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	tracenoop "go.opentelemetry.io/otel/trace/noop"
 
+	"github.com/infermesh/infermesh/internal/llmwire"
 	"github.com/infermesh/infermesh/internal/sse"
 	"github.com/infermesh/infermesh/tracing"
 )
@@ -49,7 +50,7 @@ func TestNonStreamedCall(t *testing.T) {
 	if tracing.CallFromContext(actx) != call {
 		t.Fatal("CallFromContext does not find the call through the attempt context")
 	}
-	call.ObserveJSON([]byte(fullResponse))
+	observeJSON(call, fullResponse)
 	call.End(nil, "")
 	call.End(errors.New("twice"), "x") // ignored
 
@@ -125,24 +126,46 @@ const sseStream = "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"m
 	"data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"model\":\"gpt-4o-mini-2024-07-18\",\"choices\":[],\"usage\":{\"prompt_tokens\":7,\"completion_tokens\":3,\"total_tokens\":10}}\n\n" +
 	"data: [DONE]\n\n"
 
-// feed plays an SSE stream into call the way llmclient's stream wrapper does.
+// feed plays an SSE stream into call the way llmclient's stream reader does.
 func feed(t testing.TB, call *tracing.Call, stream string) {
 	t.Helper()
 	s := sse.NewScanner(strings.NewReader(stream), sse.Options{})
-	var ch tracing.Chunk
 	for s.Next() {
-		ev := s.Event()
-		if ev.Done() {
-			break
-		}
-		if err := tracing.ParseChunk(ev.Data, &ch); err != nil {
+		ev, err := llmwire.ParseEvent(llmwire.KindChat, s.Event().Name, s.Event().Data)
+		if err != nil {
 			t.Fatal(err)
 		}
-		call.ObserveChunk(&ch)
+		observeEvent(call, ev)
 	}
 	if err := s.Err(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// observeEvent records one parsed stream event as llmclient does.
+func observeEvent(call *tracing.Call, ev llmwire.Event) {
+	if ev.Output {
+		call.FirstChunk(time.Now()) // the first one is kept
+		call.Chunk()
+	}
+	call.Response(ev.Model, ev.ID, ev.FinishReasons...)
+	if ev.Usage.Has {
+		call.Usage(tracing.Usage{InputTokens: ev.Usage.InputTokens, OutputTokens: ev.Usage.OutputTokens, TotalTokens: ev.Usage.Total})
+	}
+	call.Output(ev.Text)
+}
+
+// observeJSON records a whole response body as llmclient does.
+func observeJSON(call *tracing.Call, body string) {
+	b, err := llmwire.ParseBody([]byte(body))
+	if err != nil {
+		return
+	}
+	call.Response(b.Model, b.ID, b.FinishReasons...)
+	if b.Usage.Has {
+		call.Usage(tracing.Usage{InputTokens: b.Usage.InputTokens, OutputTokens: b.Usage.OutputTokens, TotalTokens: b.Usage.Total})
+	}
+	call.Output(b.Text)
 }
 
 func TestStreamedCallWithUsage(t *testing.T) {
@@ -176,7 +199,7 @@ func TestStreamedCallWithUsage(t *testing.T) {
 			"gen_ai.usage.input_tokens":           "7",
 			"gen_ai.usage.output_tokens":          "3",
 			"gen_ai.response.time_to_first_chunk": "0.002000",
-			"infermesh.stream.chunks":             "5",
+			"infermesh.stream.chunks":             "2", // the chunks that carry output
 			"infermesh.attempts":                  "1",
 			"llm.model":                           "gpt-4o-mini-2024-07-18",
 			"llm.input_tokens":                    "7",
@@ -221,85 +244,89 @@ func TestStreamWithoutUsageReportsNone(t *testing.T) {
 
 func TestRetriedCall(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, tracing.Config{})
-	ctx, call := h.in.Start(context.Background(), chatRequest())
+	// In a synctest bubble the client time the mesh attributes measure is exact.
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, tracing.Config{})
+		ctx, call := h.in.Start(context.Background(), chatRequest())
 
-	a1ctx, a1 := call.StartAttempt(ctx, 1)
-	hdr1 := http.Header{}
-	h.in.InjectHeader(a1ctx, hdr1)
-	a1.HTTPStatus(429)
-	a1.Mesh(tracing.Mesh{UpstreamServiceTime: 40 * time.Millisecond, ClientTime: 55 * time.Millisecond, AttemptCount: 2, Overloaded: true})
-	a1.End(errors.New("429 Too Many Requests"), "rate_limited")
-	call.Retry(1, 2*time.Second, "rate_limited")
-	call.Breaker("closed")
+		a1ctx, a1 := call.StartAttempt(ctx, 1)
+		hdr1 := http.Header{}
+		h.in.InjectHeader(a1ctx, hdr1)
+		a1.HTTPStatus(429)
+		time.Sleep(55 * time.Millisecond) // the client's time of the exchange, measured
+		a1.Mesh(tracing.Mesh{UpstreamServiceTime: 40 * time.Millisecond, AttemptCount: 2, Overloaded: true})
+		a1.End(errors.New("429 Too Many Requests"), "rate_limited")
+		call.Retry(1, 2*time.Second, "rate_limited")
+		call.Breaker("closed")
 
-	a2ctx, a2 := call.StartAttempt(ctx, 2)
-	hdr2 := http.Header{}
-	h.in.InjectHeader(a2ctx, hdr2)
-	a2.HTTPStatus(200)
-	a2.End(nil, "")
-	call.ObserveJSON([]byte(fullResponse))
-	call.End(nil, "")
+		a2ctx, a2 := call.StartAttempt(ctx, 2)
+		hdr2 := http.Header{}
+		h.in.InjectHeader(a2ctx, hdr2)
+		a2.HTTPStatus(200)
+		a2.End(nil, "")
+		observeJSON(call, fullResponse)
+		call.End(nil, "")
 
-	s := h.span(t, "chat gpt-4o-mini")
-	attrs := attrMap(s.Attributes)
-	if attrs["infermesh.attempts"] != "2" || attrs["infermesh.breaker.state"] != "closed" {
-		t.Fatalf("attempts %q breaker %q", attrs["infermesh.attempts"], attrs["infermesh.breaker.state"])
-	}
-	// The call span keeps the last mesh signals it saw (attempt 1's here).
-	for k, want := range map[string]string{
-		"infermesh.mesh.upstream_service_time": "0.040000", "infermesh.mesh.client_time": "0.055000",
-		"infermesh.mesh.overhead": "0.015000", "infermesh.mesh.overloaded": "true", "infermesh.mesh.attempt_count": "2",
-	} {
-		if attrs[k] != want {
-			t.Fatalf("%s = %q, want %q", k, attrs[k], want)
+		s := h.span(t, "chat gpt-4o-mini")
+		attrs := attrMap(s.Attributes)
+		if attrs["infermesh.attempts"] != "2" || attrs["infermesh.breaker.state"] != "closed" {
+			t.Fatalf("attempts %q breaker %q", attrs["infermesh.attempts"], attrs["infermesh.breaker.state"])
 		}
-	}
-	if len(s.Events) != 1 || s.Events[0].Name != tracing.RetryEvent {
-		t.Fatalf("events %+v", s.Events)
-	}
-	wantAttrs(t, "retry event", s.Events[0].Attributes, map[string]string{
-		"infermesh.attempt": "1", "infermesh.retry.wait": "2.000000", "infermesh.retry.reason": "rate_limited",
+		// The call span keeps the last mesh signals it saw (attempt 1's here).
+		for k, want := range map[string]string{
+			"infermesh.mesh.upstream_service_time": "0.040000", "infermesh.mesh.client_time": "0.055000",
+			"infermesh.mesh.overhead": "0.015000", "infermesh.mesh.overloaded": "true", "infermesh.mesh.attempt_count": "2",
+		} {
+			if attrs[k] != want {
+				t.Fatalf("%s = %q, want %q", k, attrs[k], want)
+			}
+		}
+		if len(s.Events) != 1 || s.Events[0].Name != tracing.RetryEvent {
+			t.Fatalf("events %+v", s.Events)
+		}
+		wantAttrs(t, "retry event", s.Events[0].Attributes, map[string]string{
+			"infermesh.attempt": "1", "infermesh.retry.wait": "2.000000", "infermesh.retry.reason": "rate_limited",
+		})
+
+		var attempts []string
+		for _, sp := range h.spans.GetSpans() {
+			if sp.Name != tracing.AttemptSpanName {
+				continue
+			}
+			if sp.Parent.SpanID() != s.SpanContext.SpanID() {
+				t.Fatal("attempt span is not a child of the call span")
+			}
+			a := attrMap(sp.Attributes)
+			attempts = append(attempts, a["infermesh.attempt"])
+			switch a["infermesh.attempt"] {
+			case "1":
+				if sp.Status.Code != codes.Error || sp.Status.Description != "rate_limited" ||
+					a["error.type"] != "rate_limited" || a["http.response.status_code"] != "429" ||
+					a["infermesh.mesh.overhead"] != "0.015000" {
+					t.Fatalf("attempt 1: status %+v attrs %v", sp.Status, a)
+				}
+				if want := fmt.Sprintf("00-%s-%s-01", sp.SpanContext.TraceID(), sp.SpanContext.SpanID()); hdr1.Get("traceparent") != want {
+					t.Fatalf("attempt 1 traceparent %q, want %q", hdr1.Get("traceparent"), want)
+				}
+			case "2":
+				if sp.Status.Code != codes.Unset || a["http.response.status_code"] != "200" {
+					t.Fatalf("attempt 2: status %+v attrs %v", sp.Status, a)
+				}
+				if want := fmt.Sprintf("00-%s-%s-01", sp.SpanContext.TraceID(), sp.SpanContext.SpanID()); hdr2.Get("traceparent") != want {
+					t.Fatalf("attempt 2 traceparent %q, want %q", hdr2.Get("traceparent"), want)
+				}
+			}
+		}
+		if fmt.Sprint(attempts) != "[1 2]" {
+			t.Fatalf("attempt spans %v", attempts)
+		}
+		retries := sumPoints(t, h.metrics(t)[tracing.MetricRetries])
+		want := fmt.Sprint(map[string]string{"gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai",
+			"server.address": "api.openai.com", "infermesh.retry.reason": "rate_limited"})
+		if len(retries) != 1 || retries[want] != 1 {
+			t.Fatalf("retries %v", retries)
+		}
 	})
-
-	var attempts []string
-	for _, sp := range h.spans.GetSpans() {
-		if sp.Name != tracing.AttemptSpanName {
-			continue
-		}
-		if sp.Parent.SpanID() != s.SpanContext.SpanID() {
-			t.Fatal("attempt span is not a child of the call span")
-		}
-		a := attrMap(sp.Attributes)
-		attempts = append(attempts, a["infermesh.attempt"])
-		switch a["infermesh.attempt"] {
-		case "1":
-			if sp.Status.Code != codes.Error || sp.Status.Description != "rate_limited" ||
-				a["error.type"] != "rate_limited" || a["http.response.status_code"] != "429" ||
-				a["infermesh.mesh.overhead"] != "0.015000" {
-				t.Fatalf("attempt 1: status %+v attrs %v", sp.Status, a)
-			}
-			if want := fmt.Sprintf("00-%s-%s-01", sp.SpanContext.TraceID(), sp.SpanContext.SpanID()); hdr1.Get("traceparent") != want {
-				t.Fatalf("attempt 1 traceparent %q, want %q", hdr1.Get("traceparent"), want)
-			}
-		case "2":
-			if sp.Status.Code != codes.Unset || a["http.response.status_code"] != "200" {
-				t.Fatalf("attempt 2: status %+v attrs %v", sp.Status, a)
-			}
-			if want := fmt.Sprintf("00-%s-%s-01", sp.SpanContext.TraceID(), sp.SpanContext.SpanID()); hdr2.Get("traceparent") != want {
-				t.Fatalf("attempt 2 traceparent %q, want %q", hdr2.Get("traceparent"), want)
-			}
-		}
-	}
-	if fmt.Sprint(attempts) != "[1 2]" {
-		t.Fatalf("attempt spans %v", attempts)
-	}
-	retries := sumPoints(t, h.metrics(t)[tracing.MetricRetries])
-	want := fmt.Sprint(map[string]string{"gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai",
-		"server.address": "api.openai.com", "infermesh.retry.reason": "rate_limited"})
-	if len(retries) != 1 || retries[want] != 1 {
-		t.Fatalf("retries %v", retries)
-	}
 }
 
 func TestFallbackCall(t *testing.T) {
@@ -393,20 +420,20 @@ func TestFailedCall(t *testing.T) {
 
 func TestLegacyTagsOff(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, tracing.Config{LegacyLLMTags: tracing.Off})
+	h := newHarness(t, tracing.Config{DisableLegacyLLMTags: true})
 	_, call := h.in.Start(context.Background(), chatRequest())
-	call.ObserveJSON([]byte(fullResponse))
+	observeJSON(call, fullResponse)
 	call.End(nil, "")
 	for k := range attrMap(h.span(t, "chat gpt-4o-mini").Attributes) {
 		if strings.HasPrefix(k, "llm.") || k == "request.id" {
-			t.Fatalf("legacy tag %s recorded with LegacyLLMTags Off", k)
+			t.Fatalf("legacy tag %s recorded with DisableLegacyLLMTags", k)
 		}
 	}
-	h = newHarness(t, tracing.Config{LegacyLLMTags: tracing.On})
+	h = newHarness(t, tracing.Config{})
 	_, call = h.in.Start(context.Background(), chatRequest())
 	call.End(nil, "")
 	if attrMap(h.span(t, "chat gpt-4o-mini").Attributes)["llm.model"] != "gpt-4o-mini" {
-		t.Fatal("llm.model missing with LegacyLLMTags On")
+		t.Fatal("llm.model missing by default")
 	}
 }
 
@@ -415,16 +442,8 @@ func TestConfigValidation(t *testing.T) {
 	if _, err := tracing.New(tracing.Config{MaxContentBytes: -1}); err == nil || !strings.Contains(err.Error(), "MaxContentBytes is -1") {
 		t.Fatalf("err = %v", err)
 	}
-	if _, err := tracing.New(tracing.Config{LegacyLLMTags: tracing.Toggle(7)}); err == nil || !strings.Contains(err.Error(), "LegacyLLMTags is Toggle(7)") {
-		t.Fatalf("err = %v", err)
-	}
 	if _, err := tracing.New(tracing.Config{}); err != nil {
 		t.Fatal(err)
-	}
-	for tg, want := range map[tracing.Toggle]string{tracing.Default: "default", tracing.On: "on", tracing.Off: "off"} {
-		if tg.String() != want {
-			t.Fatalf("%d.String() = %q", tg, tg.String())
-		}
 	}
 }
 
@@ -467,11 +486,11 @@ func TestContentTruncationKeepsEscapes(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, tracing.Config{CaptureContent: true, MaxContentBytes: 9})
 	_, call := h.in.Start(context.Background(), tracing.Request{Model: "m"})
-	call.ObserveJSON([]byte(`{"choices":[{"message":{"content":"ab\u00e9\"cdéf"},"finish_reason":"length"}]}`))
+	observeJSON(call, `{"choices":[{"message":{"content":"ab\u00e9\"cdéf"},"finish_reason":"length"}]}`)
 	call.End(nil, "")
 	got := attrMap(h.span(t, "chat m").Attributes)["gen_ai.output.messages"]
-	// 9 bytes of raw text: `ab\u00e9` (8 bytes), then `\"` would exceed.
-	want := `[{"role":"assistant","parts":[{"type":"text","content":"ab\u00e9"}],"finish_reason":"length"}]`
+	// 9 bytes of text, cut at a character boundary, then escaped as JSON.
+	want := `[{"role":"assistant","parts":[{"type":"text","content":"abé\"cdé"}],"finish_reason":"length"}]`
 	if got != want {
 		t.Fatalf("got %s", got)
 	}
@@ -609,9 +628,9 @@ func TestNilSafety(t *testing.T) {
 	call.Response("m", "id", "stop")
 	call.RequestID("r")
 	call.Content("a", "b")
-	call.ObserveJSON([]byte(fullResponse))
-	call.ObserveEvent([]byte(`{}`))
-	call.ObserveChunk(&tracing.Chunk{})
+	observeJSON(call, fullResponse)
+	call.Chunk()
+	call.Output("x")
 	call.End(errors.New("x"), "")
 	if call.CaptureContent() || call.Span().IsRecording() || tracing.CallFromContext(ctx) != nil {
 		t.Fatal("nil Call")
@@ -633,7 +652,7 @@ func TestNoopProvidersReturnNilCall(t *testing.T) {
 		in.InjectHeader(actx, nil)
 		a.End(nil, "")
 		call.Retry(1, time.Second, "x")
-		call.ObserveChunk(nil)
+		call.Chunk()
 		call.End(nil, "")
 	})
 	if allocs != 0 {
@@ -722,7 +741,8 @@ func TestConcurrentUse(t *testing.T) {
 			defer func() { done <- struct{}{} }()
 			_, a := call.StartAttempt(ctx, i+1)
 			for range 50 {
-				call.ObserveEvent([]byte(`{"model":"m","choices":[{"delta":{"content":"x"}}]}`))
+				ev, _ := llmwire.ParseEvent(llmwire.KindChat, nil, []byte(`{"model":"m","choices":[{"delta":{"content":"x"}}]}`))
+				observeEvent(call, ev)
 				a.Mesh(tracing.Mesh{UpstreamServiceTime: time.Millisecond})
 				call.Retry(i+1, time.Millisecond, "x")
 			}

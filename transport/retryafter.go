@@ -6,8 +6,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/infermesh/infermesh/internal/header"
 )
 
 // maxHint is the largest wait hint ParseRetryAfter returns; larger values are clamped so that
@@ -22,12 +20,12 @@ const maxHint = time.Duration(math.MaxInt64)
 // to now; a date in the past gives 0 and ok. A missing, negative, non-finite or malformed
 // value gives ok false. Hints beyond the range of [time.Duration] are clamped to its maximum.
 func ParseRetryAfter(h http.Header, now time.Time) (time.Duration, bool) {
-	if v := header.Get(h, "Retry-After-Ms"); v != "" {
+	if v := h.Get("Retry-After-Ms"); v != "" {
 		if ms, ok := parseNonNegative(v); ok {
 			return scale(ms, float64(time.Millisecond)), true
 		}
 	}
-	v := strings.TrimSpace(header.Get(h, "Retry-After"))
+	v := strings.TrimSpace(h.Get("Retry-After"))
 	if v == "" {
 		return 0, false
 	}

@@ -1,0 +1,129 @@
+package llmwire
+
+import (
+	"github.com/tidwall/gjson"
+)
+
+// Body is what a complete (non-streamed) JSON response body carries.
+type Body struct {
+	// Error is the error object the body carries: an error answer, a 200 whose body is
+	// an error object (the business error a mesh cannot see), or a Responses API
+	// response whose status is "failed".
+	Error *ErrorObject
+	// Model and ID are the response's model and id.
+	Model, ID string
+	// FinishReasons are the finish reasons of the choices, or a Responses API
+	// response's status.
+	FinishReasons []string
+	// Usage is the token usage.
+	Usage Usage
+	// Text is the first choice's text (chat message content or completion text), or a
+	// Responses API response's output text.
+	Text string
+}
+
+// ParseBody reads a complete JSON response body of any operation. A body that is not
+// JSON is ErrMalformed; an empty body or one that is not an object is a Body with
+// nothing set.
+func ParseBody(data []byte) (Body, error) {
+	if !gjson.ValidBytes(data) {
+		return Body{}, ErrMalformed
+	}
+	doc := gjson.ParseBytes(data)
+	if !doc.IsObject() {
+		return Body{}, nil
+	}
+	if doc.Get("object").String() == "response" {
+		return responseBody(doc), nil
+	}
+	var b Body
+	doc.ForEach(func(k, v gjson.Result) bool {
+		switch k.Str {
+		case "id":
+			b.ID = v.String()
+		case "model":
+			b.Model = v.String()
+		case "error":
+			b.Error = errorObject(v)
+		case "usage":
+			b.Usage = usage(v)
+		case "choices":
+			var ev Event
+			first := true
+			v.ForEach(func(_, ch gjson.Result) bool {
+				text := ev.Text
+				chunkChoice(ch, &ev)
+				if !first {
+					ev.Text = text // only the first choice's text is kept
+				}
+				first = false
+				return true
+			})
+			b.FinishReasons, b.Text = ev.FinishReasons, ev.Text
+		}
+		return true
+	})
+	return b, nil
+}
+
+// responseBody reads a Responses API response object.
+func responseBody(r gjson.Result) Body {
+	var b Body
+	r.ForEach(func(k, v gjson.Result) bool {
+		switch k.Str {
+		case "id":
+			b.ID = v.String()
+		case "model":
+			b.Model = v.String()
+		case "error":
+			b.Error = errorObject(v)
+		case "usage":
+			b.Usage = usage(v)
+		case "status":
+			if v.Str != "" {
+				b.FinishReasons = []string{v.Str}
+			}
+		case "output":
+			b.Text = outputText(v)
+		}
+		return true
+	})
+	if b.Error == nil && len(b.FinishReasons) == 1 && b.FinishReasons[0] == "failed" {
+		b.Error = &ErrorObject{Type: "server_error", Message: "response failed"}
+	}
+	return b
+}
+
+// outputText joins the output_text parts of a Responses API response's message items.
+func outputText(output gjson.Result) string {
+	var text string
+	output.ForEach(func(_, item gjson.Result) bool {
+		if item.Get("type").String() != "message" {
+			return true
+		}
+		item.Get("content").ForEach(func(_, part gjson.Result) bool {
+			if part.Get("type").String() == "output_text" {
+				text += part.Get("text").String()
+			}
+			return true
+		})
+		return true
+	})
+	return text
+}
+
+// ErrorText is the message of an error body that is not an OpenAI error object but says
+// what went wrong in a common way: {"error":"..."}, {"message":"..."}, FastAPI's
+// {"detail":"..."} or {"detail":[{"msg":"..."}]}. It is "" for anything else.
+func ErrorText(data []byte) string {
+	if !gjson.ValidBytes(data) {
+		return ""
+	}
+	r := gjson.GetManyBytes(data, "error", "message", "detail", "detail.0.msg")
+	for _, v := range r {
+		if v.Type == gjson.String && v.Str != "" {
+			return v.Str
+		}
+	}
+	return ""
+}

@@ -1,0 +1,218 @@
+package llmclient
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/infermesh/infermesh/breaker"
+	"github.com/infermesh/infermesh/internal/llmwire"
+	"github.com/infermesh/infermesh/internal/mesh"
+	"github.com/infermesh/infermesh/tracing"
+	"github.com/infermesh/infermesh/transport"
+)
+
+// errAttemptTimeout ends an attempt that ran out of its per-try time.
+var errAttemptTimeout = fmt.Errorf("llmclient: attempt time limit: %w", context.DeadlineExceeded)
+
+// attempt is one try of the call: send the request, read the reply once (Envoy's
+// signals, the wait hint, the verdict of its status), then judge the answer. A
+// non-streamed answer is read whole; a stream is read up to its commit point (its first
+// output) and handed on from there. The policy's own ctx is not used: the call's
+// context already carries its deadline, and a stream outlives the policy.
+func (c *call) attempt(context.Context) (*http.Response, error) {
+	n := int(c.attempts.Add(1))
+	ctx, cancel := c.attemptContext()
+	ctx, span := c.obs.StartAttempt(ctx, n)
+	a := &try{c: c, ctx: ctx, cancel: cancel, span: span}
+	if c.info.Stream && c.op.Streams() {
+		a.firstToken = time.AfterFunc(c.route.Stream.FirstTokenTimeout, func() { cancel(ErrFirstTokenTimeout) })
+	}
+	resp, err := a.run()
+	if err != nil {
+		err = a.explain(err)
+		a.end(err)
+		return resp, err
+	}
+	if _, ok := resp.Body.(*streamBody); !ok {
+		a.end(nil) // a stream's attempt ends with the stream
+	}
+	return resp, nil
+}
+
+// attemptContext is an attempt's context: the call's, with the per-try limit for a
+// non-streamed call. A stream's attempt is bounded by its first-token timer instead.
+func (c *call) attemptContext() (context.Context, context.CancelCauseFunc) {
+	ctx, cancel := context.WithCancelCause(c.ctx)
+	if pt := c.route.Policy.PerTryTimeout; pt > 0 && !c.info.Stream {
+		tctx, tcancel := context.WithTimeoutCause(ctx, pt, errAttemptTimeout)
+		return tctx, func(err error) { tcancel(); cancel(err) }
+	}
+	return ctx, cancel
+}
+
+// try is one attempt in progress.
+type try struct {
+	c          *call
+	ctx        context.Context
+	cancel     context.CancelCauseFunc
+	span       *tracing.Attempt
+	firstToken *time.Timer // a stream's first-token timeout; nil otherwise
+}
+
+// run sends the request and judges the reply.
+func (a *try) run() (*http.Response, error) {
+	c := a.c
+	resp, err := c.t.base.RoundTrip(c.attemptRequest(a.ctx))
+	if err != nil {
+		return nil, err
+	}
+	env := transport.ParseEnvoy(resp)
+	retryAfter, _ := transport.ParseRetryAfter(resp.Header, time.Now())
+	v := mesh.HTTPVerdict(resp.StatusCode, env, retryAfter)
+	a.span.HTTPStatus(resp.StatusCode)
+	if env.Any() {
+		a.span.Mesh(env)
+	}
+	switch {
+	case resp.StatusCode >= 400:
+		return a.errorAnswer(resp, env, v)
+	case resp.StatusCode > 299:
+		return resp, nil // a redirect: the caller's client follows it
+	case c.info.Stream && c.op.Streams() && mediaType(resp.Header) != "application/json":
+		return a.openStream(resp, env)
+	}
+	return a.wholeAnswer(resp, env)
+}
+
+// explain turns a failed attempt's error into what the policy judges: a timer that cut
+// the attempt says so, whatever the transport made of it.
+func (a *try) explain(err error) error {
+	if a.firstToken != nil {
+		a.firstToken.Stop()
+	}
+	switch cause := context.Cause(a.ctx); {
+	case errors.Is(cause, ErrFirstTokenTimeout):
+		return &attemptError{err: ErrFirstTokenTimeout, verdict: retryableTimeout}
+	case errors.Is(cause, errAttemptTimeout):
+		return &attemptError{err: fmt.Errorf("llmclient: attempt %d: %w", a.c.attempts.Load(), context.DeadlineExceeded), verdict: retryableTimeout}
+	case errors.Is(cause, ErrMaxStreamDuration):
+		return &attemptError{err: ErrMaxStreamDuration, verdict: finalTimeout}
+	}
+	return err
+}
+
+// end ends the attempt: its span, and its context unless a stream holds it.
+func (a *try) end(err error) {
+	a.cancel(err)
+	if a.span == nil {
+		return
+	}
+	if err == nil {
+		a.span.End(nil, "")
+		return
+	}
+	a.span.End(err, string(transport.Classify(err).Class))
+}
+
+// attemptRequest is the caller's request for one attempt, with a fresh body and ctx.
+func (c *call) attemptRequest(ctx context.Context) *http.Request {
+	r := c.req.WithContext(ctx) // a shallow copy: the header is shared until changed
+	body := c.body
+	r.Body = io.NopCloser(bytes.NewReader(body)) // net/http sends this pair in one write
+	r.ContentLength = int64(len(body))
+	r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
+	if trace.SpanContextFromContext(ctx).IsValid() {
+		r.Header = r.Header.Clone()
+		c.t.inst.InjectHeader(ctx, r.Header)
+	}
+	return r
+}
+
+// errorAnswer reads an error status's body and judges it. A strict server's 400 to the
+// stream_options infermesh added is answered by sending the request again without it,
+// once, and by not adding it for that host any more.
+func (a *try) errorAnswer(resp *http.Response, env mesh.Envoy, v breaker.Verdict) (*http.Response, error) {
+	c := a.c
+	data, err := readCapped(resp.Body, resp.ContentLength, c.t.cfg.MaxResponseBytes)
+	resp.Body.Close()
+	if err != nil {
+		data = nil // the status says enough; a broken error body changes nothing
+	}
+	b, _ := llmwire.ParseBody(data)
+	if resp.StatusCode == http.StatusBadRequest && c.injected && b.Error != nil &&
+		(b.Error.Param == "stream_options" || strings.Contains(b.Error.Message, "stream_options")) {
+		c.t.noUsage.Store(c.host, struct{}{})
+		c.body, c.injected = c.orig, false
+		return a.run()
+	}
+	ae := c.newAPIError(resp.StatusCode, data, b.Error, env, v, false)
+	setBody(resp, ae.body)
+	return resp, ae
+}
+
+// wholeAnswer reads a 2xx body whole and judges it: an error object inside it is a
+// failure (the business error a mesh cannot see). Once the headers have arrived, a
+// broken or oversized body is not re-sent: the upstream has done (and billed) the work.
+func (a *try) wholeAnswer(resp *http.Response, env mesh.Envoy) (*http.Response, error) {
+	c := a.c
+	data, err := readCapped(resp.Body, contentLength(resp), c.t.cfg.MaxResponseBytes)
+	resp.Body.Close()
+	switch {
+	case errors.Is(err, errTooLarge):
+		return nil, tooLarge(c.t.cfg.MaxResponseBytes)
+	case err != nil && a.ctx.Err() != nil:
+		return nil, err // a timer or the caller cut it: explain says which
+	case err != nil:
+		return nil, &transport.BodyError{Err: err}
+	}
+	if a.firstToken != nil && !a.firstToken.Stop() {
+		return nil, &attemptError{err: ErrFirstTokenTimeout, verdict: retryableTimeout}
+	}
+	setBody(resp, data)
+	if !isJSON(resp.Header, data) {
+		return resp, nil // audio, files and other answers pass through
+	}
+	b, err := llmwire.ParseBody(data)
+	if err != nil {
+		return nil, malformed(err, false)
+	}
+	if b.Error != nil {
+		ae := c.newAPIError(resp.StatusCode, data, b.Error, env, breaker.Verdict{}, true)
+		setBody(resp, ae.body)
+		return resp, ae
+	}
+	c.observe(b.Model, b.ID, b.FinishReasons, b.Usage)
+	c.obs.Output(b.Text)
+	return resp, nil
+}
+
+// contentLength is the body's expected length, or -1 when the transport decompressed it.
+func contentLength(resp *http.Response) int64 {
+	if resp.Uncompressed {
+		return -1
+	}
+	return resp.ContentLength
+}
+
+// isJSON reports a JSON answer: application/json, or no content type and a body that
+// starts as a JSON object.
+func isJSON(h http.Header, data []byte) bool {
+	mt := mediaType(h)
+	return mt == "application/json" || (mt == "" && len(bytes.TrimSpace(data)) > 0 && bytes.TrimSpace(data)[0] == '{')
+}
+
+// observe records a response's facts on the call's span.
+func (c *call) observe(model, id string, reasons []string, u llmwire.Usage) {
+	c.obs.Response(model, id, reasons...)
+	if u.Has {
+		c.obs.Usage(tracing.Usage{InputTokens: u.InputTokens, OutputTokens: u.OutputTokens, TotalTokens: u.Total})
+	}
+}
