@@ -195,7 +195,7 @@ func (t *Transport) newCall(req *http.Request) (*call, error) {
 		secrets: t.cfg.creds.Secrets(req.Header), tenant: t.cfg.creds.Fingerprint(req.Header),
 	}
 	c.info, _ = llmwire.ParseRequest(body) // a body that is not JSON goes as it is
-	c.stream() // decides whether infermesh adds include_usage
+	c.stream()                             // decides whether infermesh adds include_usage
 	addr, port := tracing.ServerFromURL(req.URL)
 	ctx, obs := t.inst.Start(req.Context(), tracing.Request{
 		Operation:     c.op.Name(req.URL.Path),

@@ -83,4 +83,3 @@ func (j *judged) remember(c *call, err error) {
 	}
 	j.m[c.judgedKey] = judgedFailure{err: err, until: time.Now().Add(judgedTTL)}
 }
-
