@@ -211,17 +211,17 @@ func (t *Transport) newCall(req *http.Request) (*call, error) {
 		obs.Content(llmwire.Prompt(c.op, body), "")
 	}
 	// A non-streamed call is bounded as a whole, fallback included; a stream only by
-	// MaxStreamDuration (its first-token and idle timeouts guard the rest).
-	var cancel context.CancelFunc
+	// MaxStreamDuration (its first-token and idle timeouts guard the rest). The cause
+	// a cancellation gives (an idle timeout of a fallback's stream, say) is kept.
+	stop := func() {}
 	switch {
 	case !c.info.Stream && c.route.overall() > 0:
-		ctx, cancel = context.WithTimeoutCause(ctx, c.route.overall(), breaker.ErrTimeout)
+		ctx, stop = context.WithTimeoutCause(ctx, c.route.overall(), breaker.ErrTimeout)
 	case c.info.Stream && c.route.Stream.MaxStreamDuration > 0:
-		ctx, cancel = context.WithTimeoutCause(ctx, c.route.Stream.MaxStreamDuration, ErrMaxStreamDuration)
-	default:
-		ctx, cancel = context.WithCancel(ctx)
+		ctx, stop = context.WithTimeoutCause(ctx, c.route.Stream.MaxStreamDuration, ErrMaxStreamDuration)
 	}
-	c.ctx, c.cancel = ctx, func(error) { cancel() }
+	ctx, cancel := context.WithCancelCause(ctx)
+	c.ctx, c.cancel = ctx, func(err error) { cancel(err); stop() }
 	return c, nil
 }
 

@@ -35,19 +35,10 @@ func readCapped(r io.Reader, size, limit int64) ([]byte, error) {
 	if size > limit {
 		return nil, errTooLarge
 	}
-	capacity := int64(512)
-	if size >= 0 {
-		capacity = size + 1 // one more, to see the end without another grow
-	}
-	buf := make([]byte, 0, min(capacity, limit+1))
+	buf := make([]byte, 0, min(max(size+1, 512), limit+1)) // one more byte, to see the end
 	for {
 		if len(buf) == cap(buf) {
-			if int64(len(buf)) > limit {
-				return nil, errTooLarge
-			}
-			grown := make([]byte, len(buf), min(int64(2*cap(buf)), limit+1))
-			copy(grown, buf)
-			buf = grown
+			buf, _ = growCapped(buf, 1, limit+1) // room for the byte that says "too large"
 		}
 		n, err := r.Read(buf[len(buf):cap(buf)])
 		buf = buf[:len(buf)+n]
@@ -61,6 +52,31 @@ func readCapped(r io.Reader, size, limit int64) ([]byte, error) {
 			return nil, err
 		}
 	}
+}
+
+// appendCapped appends data to buf unless the result would pass limit bytes; its
+// capacity never passes limit either.
+func appendCapped(buf, data []byte, limit int64) ([]byte, bool) {
+	buf, ok := growCapped(buf, len(data), limit)
+	if !ok {
+		return buf, false
+	}
+	return append(buf, data...), true
+}
+
+// growCapped makes room for n more bytes in buf, doubling its capacity but never past
+// limit; it reports false when len(buf)+n passes limit.
+func growCapped(buf []byte, n int, limit int64) ([]byte, bool) {
+	need := int64(len(buf) + n)
+	if need > limit {
+		return buf, false
+	}
+	if need <= int64(cap(buf)) {
+		return buf, true
+	}
+	grown := make([]byte, len(buf), min(max(2*int64(cap(buf)), need), limit))
+	copy(grown, buf)
+	return grown, true
 }
 
 // bufferedBody is a fully read response body.

@@ -103,11 +103,10 @@ func (s *streamBody) prelude() error {
 			return err
 		}
 		if keep {
-			raw := s.src.Raw()
-			if int64(len(s.held)+len(raw)) > limit {
+			var ok bool
+			if s.held, ok = appendCapped(s.held, s.src.Raw(), limit); !ok {
 				return tooLarge(limit)
 			}
-			s.held = append(s.held, raw...)
 		}
 		if s.committed || s.terminal {
 			break

@@ -223,10 +223,12 @@ func responsesEvent(doc gjson.Result, name string, ev *Event) {
 	}
 	switch t := ev.Type; {
 	case t == "error":
-		ev.Error = errorObject(doc)
 		if e := doc.Get("error"); e.IsObject() {
 			ev.Error = errorObject(e)
+			break
 		}
+		ev.Error = errorObject(doc)
+		ev.Error.Type = "" // the event's own type, not the error's
 	case t == "response.completed" || t == "response.incomplete" || t == "response.failed":
 		ev.Terminal = true
 		resp := doc.Get("response")
