@@ -67,8 +67,8 @@ func plainMessage(data []byte, env mesh.Envoy) string {
 // errorBody is the body the caller's SDK decodes: the upstream's own OpenAI error body
 // when it had one (with the caller's secrets scrubbed), or one built in that shape.
 func (c *call) errorBody(data []byte, eo *llmwire.ErrorObject, e *APIError) []byte {
-	if eo != nil && eo.Message == e.Message {
-		return c.scrubBytes(data)
+	if eo != nil && eo.Message == e.Message && len(data) > 0 {
+		return c.scrubBytes(data) // the upstream's own error body
 	}
 	typ, code := e.Type, any(nil)
 	if typ == "" {
@@ -77,7 +77,7 @@ func (c *call) errorBody(data []byte, eo *llmwire.ErrorObject, e *APIError) []by
 	if e.Code != "" {
 		code = e.Code
 	}
-	if eo != nil {
+	if eo != nil && len(data) > 0 {
 		// The message itself was withheld or scrubbed: rewrite it in the upstream's body.
 		if b, err := sjson.SetBytes(c.scrubBytes(data), "error.message", e.Message); err == nil {
 			return b

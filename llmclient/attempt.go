@@ -74,6 +74,11 @@ func (a *try) run() (*http.Response, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Whatever ends the attempt (a timer, the caller, the stream's end) closes its
+	// body too, so that a read blocked on an upstream that does not watch the
+	// request's context ends as well.
+	body := resp.Body
+	context.AfterFunc(a.ctx, func() { body.Close() })
 	env := transport.ParseEnvoy(resp)
 	retryAfter, _ := transport.ParseRetryAfter(resp.Header, time.Now())
 	v := mesh.HTTPVerdict(resp.StatusCode, env, retryAfter)
