@@ -64,6 +64,12 @@ func serve(t testing.TB, srv *oip.Server, sopts []grpc.ServerOption, dopts ...gr
 	if err != nil {
 		t.Fatal(err)
 	}
+	return serveOn(t, lis, srv, sopts, dopts...)
+}
+
+// serveOn serves srv on lis and returns a client connection to it.
+func serveOn(t testing.TB, lis net.Listener, srv *oip.Server, sopts []grpc.ServerOption, dopts ...grpc.DialOption) *grpc.ClientConn {
+	t.Helper()
 	gs := grpc.NewServer(sopts...)
 	srv.Register(gs)
 	done := make(chan struct{})
