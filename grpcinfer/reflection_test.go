@@ -1,6 +1,8 @@
 package grpcinfer_test
 
 import (
+	"context"
+	"fmt"
 	"io"
 	"net"
 	"slices"
@@ -9,6 +11,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
 	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	"google.golang.org/grpc/status"
 
@@ -97,4 +100,49 @@ func serveGRPC(t *testing.T, gs *grpc.Server) *testServer {
 	go func() { defer close(s.done); _ = gs.Serve(lis) }()
 	t.Cleanup(s.Stop)
 	return s
+}
+
+// ExampleNewServer builds a server with the preset and reflection, and lists its services
+// through reflection, as grpcurl list does.
+func ExampleNewServer() {
+	gs, err := grpcinfer.NewServer(grpcinfer.ServerConfig{MaxConcurrentCalls: 64})
+	if err != nil {
+		panic(err)
+	}
+	model, err := oip.NewServer(oip.ServerConfig{Models: []oip.Model{scaler{}}})
+	if err != nil {
+		panic(err)
+	}
+	model.Register(gs)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	go gs.Serve(lis)
+	defer gs.Stop()
+
+	cc, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		panic(err)
+	}
+	defer cc.Close()
+	stream, err := reflectionpb.NewServerReflectionClient(cc).ServerReflectionInfo(context.Background())
+	if err != nil {
+		panic(err)
+	}
+	defer stream.CloseSend()
+	if err := stream.Send(&reflectionpb.ServerReflectionRequest{MessageRequest: &reflectionpb.ServerReflectionRequest_ListServices{}}); err != nil {
+		panic(err)
+	}
+	resp, err := stream.Recv()
+	if err != nil {
+		panic(err)
+	}
+	for _, s := range resp.GetListServicesResponse().GetService() {
+		fmt.Println(s.GetName())
+	}
+	// Unordered output:
+	// grpc.reflection.v1.ServerReflection
+	// grpc.reflection.v1alpha.ServerReflection
+	// inference.GRPCInferenceService
 }

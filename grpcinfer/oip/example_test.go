@@ -116,9 +116,10 @@ func letter(b []byte) *oip.InferResponse {
 	return &oip.InferResponse{Outputs: []oip.Tensor{oip.NewTensor("letter", []int64{1}, [][]byte{b})}}
 }
 
-// ExampleStreamClient streams the responses of a decoupled model over ModelStreamInfer.
-func ExampleStreamClient() {
-	srv, err := oip.NewServer(oip.ServerConfig{Models: []oip.Model{spell{}}})
+// serveExample serves models on a loopback port, as Example does, and returns a connection
+// to them and a func that stops everything.
+func serveExample(models ...oip.Model) (*grpc.ClientConn, func()) {
+	srv, err := oip.NewServer(oip.ServerConfig{Models: models})
 	if err != nil {
 		panic(err)
 	}
@@ -129,12 +130,17 @@ func ExampleStreamClient() {
 	gs := grpc.NewServer()
 	srv.Register(gs)
 	go gs.Serve(lis)
-	defer gs.Stop()
 	cc, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		panic(err)
 	}
-	defer cc.Close()
+	return cc, func() { cc.Close(); gs.Stop() }
+}
+
+// ExampleStreamClient streams the responses of a decoupled model over ModelStreamInfer.
+func ExampleStreamClient() {
+	cc, stop := serveExample(spell{})
+	defer stop()
 
 	client, err := oip.NewStreamClient(cc, oip.StreamConfig{IdleTimeout: 10 * time.Second})
 	if err != nil {

@@ -12,7 +12,6 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protowire"
@@ -70,17 +69,7 @@ func repoServer(t *testing.T) (*loadingModel, *oip.Client, healthpb.HealthClient
 		t.Fatal(err)
 	}
 	srv.Register(gs)
-	done := make(chan struct{})
-	go func() { defer close(done); _ = gs.Serve(lis) }()
-	cc, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cc.Close()
-		gs.Stop()
-		<-done
-	})
+	cc := serveGRPC(t, lis, gs)
 	gate.SetReady(true)
 	return model, oip.NewClient(cc), healthpb.NewHealthClient(cc)
 }
@@ -264,16 +253,15 @@ func TestRepositoryRequestForms(t *testing.T) {
 	// KServe's RepositoryModelUnloadRequest and RepositoryModelLoadRequest: model_name = 1.
 	kserve := protowire.AppendString(protowire.AppendTag(nil, 1, protowire.BytesType), "rowsum")
 	var unload inferencepb.RepositoryModelUnloadRequest
-	if err := proto.Unmarshal(kserve, &unload); err != nil {
-		t.Fatal(err)
+	var load inferencepb.RepositoryModelLoadRequest
+	for _, m := range []proto.Message{&unload, &load} {
+		if err := proto.Unmarshal(kserve, m); err != nil {
+			t.Fatal(err)
+		}
 	}
 	ur, err := svc.RepositoryModelUnload(ctx, &unload)
 	if err != nil || ur.ModelName != "rowsum" || !ur.IsUnloaded {
 		t.Fatalf("KServe-form unload = %v, %v", ur, err)
-	}
-	var load inferencepb.RepositoryModelLoadRequest
-	if err := proto.Unmarshal(kserve, &load); err != nil {
-		t.Fatal(err)
 	}
 	lr, err := svc.RepositoryModelLoad(ctx, &load)
 	if err != nil || lr.ModelName != "rowsum" || !lr.IsLoaded {

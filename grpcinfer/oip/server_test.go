@@ -72,6 +72,12 @@ func serveOn(t testing.TB, lis net.Listener, srv *oip.Server, sopts []grpc.Serve
 	t.Helper()
 	gs := grpc.NewServer(sopts...)
 	srv.Register(gs)
+	return serveGRPC(t, lis, gs, dopts...)
+}
+
+// serveGRPC serves gs on lis until the test ends and returns a client connection to it.
+func serveGRPC(t testing.TB, lis net.Listener, gs *grpc.Server, dopts ...grpc.DialOption) *grpc.ClientConn {
+	t.Helper()
 	done := make(chan struct{})
 	go func() { defer close(done); _ = gs.Serve(lis) }()
 	cc, err := grpc.NewClient(lis.Addr().String(), append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, dopts...)...)

@@ -12,8 +12,10 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/propagation"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -134,6 +136,17 @@ func genServer(t *testing.T, g *wordGen, scfg grpcinfer.ServerConfig, dopts ...g
 	return serveOn(t, lis, srv, sopts, dopts...), lis
 }
 
+// cutGen serves a wordGen whose step may cut the server's connections (with cut), and
+// returns it with a StreamClient that makes up to three attempts.
+func cutGen(t *testing.T, step func(cut func(), ctx context.Context, call int64, i int) error) (*wordGen, *oip.StreamClient) {
+	t.Helper()
+	var lis *cutListener
+	g := &wordGen{step: func(ctx context.Context, call int64, i int) error { return step(lis.cut, ctx, call, i) }}
+	cc, l := genServer(t, g, grpcinfer.ServerConfig{})
+	lis = l
+	return g, newStreamClient(t, cc, oip.StreamConfig{Policy: breaker.Config{MaxAttempts: 3}})
+}
+
 func newStreamClient(t *testing.T, cc grpc.ClientConnInterface, cfg oip.StreamConfig) *oip.StreamClient {
 	t.Helper()
 	if cfg.Policy.Backoff.Initial == 0 {
@@ -179,7 +192,8 @@ func longCtx(t *testing.T) context.Context {
 func TestStreamedGeneration(t *testing.T) {
 	t.Parallel()
 	spans := tracetest.NewSpanRecorder()
-	in, err := tracing.New(tracing.Config{TracerProvider: sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans))})
+	in, err := tracing.New(tracing.Config{TracerProvider: sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans)),
+		Propagator: propagation.TraceContext{}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -193,7 +207,7 @@ func TestStreamedGeneration(t *testing.T) {
 	}{{"plain", nil}, {"interceptors", interceptors}} {
 		t.Run(tc.name, func(t *testing.T) {
 			g := &wordGen{}
-			cc, _ := genServer(t, g, grpcinfer.ServerConfig{}, tc.dopts...)
+			cc, _ := genServer(t, g, grpcinfer.ServerConfig{Tracing: in}, tc.dopts...)
 			c := newStreamClient(t, cc, oip.StreamConfig{Tracing: in})
 			for _, raw := range []bool{false, true} {
 				req := prompt("the quick brown fox")
@@ -236,25 +250,38 @@ func TestStreamedGeneration(t *testing.T) {
 			}
 		})
 	}
-	var calls int
+	// Each generation has a client span "infer gen" and, in the same trace, the server span
+	// the interceptors started; both carry the model that answered, the usage and the time to
+	// the first response.
+	clientTraces := map[trace.TraceID]bool{}
+	var servers []sdktrace.ReadOnlySpan
 	for _, sp := range spans.Ended() {
-		if sp.Name() != "infer gen" {
+		switch {
+		case sp.SpanKind() == trace.SpanKindClient && sp.Name() == "infer gen":
+			clientTraces[sp.SpanContext().TraceID()] = true
+		case sp.SpanKind() == trace.SpanKindServer:
+			servers = append(servers, sp)
+		default:
 			continue
 		}
-		calls++
 		attrs := attribute.NewSet(sp.Attributes()...)
 		if v, _ := attrs.Value("gen_ai.usage.output_tokens"); v.AsInt64() != 4 {
-			t.Errorf("span %s: gen_ai.usage.output_tokens = %v", sp.Name(), v.Emit())
+			t.Errorf("%v span %s: gen_ai.usage.output_tokens = %v", sp.SpanKind(), sp.Name(), v.Emit())
 		}
 		if v, _ := attrs.Value("gen_ai.response.model"); v.AsString() != "gen" {
-			t.Errorf("span %s: gen_ai.response.model = %v", sp.Name(), v.Emit())
+			t.Errorf("%v span %s: gen_ai.response.model = %v", sp.SpanKind(), sp.Name(), v.Emit())
 		}
 		if _, ok := attrs.Value("gen_ai.response.time_to_first_chunk"); !ok {
-			t.Errorf("span %s has no time to first chunk", sp.Name())
+			t.Errorf("%v span %s has no time to first chunk", sp.SpanKind(), sp.Name())
 		}
 	}
-	if calls != 4 {
-		t.Fatalf("%d client spans named \"infer gen\", want 4", calls)
+	if len(clientTraces) != 4 || len(servers) != 4 {
+		t.Fatalf("%d client spans named \"infer gen\" and %d server spans, want 4 each", len(clientTraces), len(servers))
+	}
+	for _, sp := range servers {
+		if !clientTraces[sp.SpanContext().TraceID()] {
+			t.Errorf("server span %s is not in the trace of a client span", sp.Name())
+		}
 	}
 }
 
@@ -263,18 +290,14 @@ func TestStreamedGeneration(t *testing.T) {
 // sequence.
 func TestStreamRetriedBeforeFirstResponse(t *testing.T) {
 	t.Parallel()
-	var lis *cutListener
-	g := &wordGen{step: func(ctx context.Context, call int64, i int) error {
+	g, c := cutGen(t, func(cut func(), ctx context.Context, call int64, i int) error {
 		if call == 1 && i == 0 {
-			lis.cut()
+			cut()
 			<-ctx.Done()
 			return ctx.Err()
 		}
 		return nil
-	}}
-	var cc *grpc.ClientConn
-	cc, lis = genServer(t, g, grpcinfer.ServerConfig{})
-	c := newStreamClient(t, cc, oip.StreamConfig{Policy: breaker.Config{MaxAttempts: 3}})
+	})
 	s, err := c.Infer(longCtx(t), prompt("one two three"))
 	if err != nil {
 		t.Fatal(err)
@@ -296,9 +319,8 @@ func TestStreamRetriedBeforeFirstResponse(t *testing.T) {
 // delivered.
 func TestStreamBrokenAfterFirstResponse(t *testing.T) {
 	t.Parallel()
-	var lis *cutListener
 	delivered := make(chan struct{})
-	g := &wordGen{step: func(ctx context.Context, call int64, i int) error {
+	g, c := cutGen(t, func(cut func(), ctx context.Context, call int64, i int) error {
 		if call == 1 && i == 2 {
 			// The cut must come after the first two responses have crossed the wire (a
 			// server's Send only queues them), so the caller says when.
@@ -306,15 +328,12 @@ func TestStreamBrokenAfterFirstResponse(t *testing.T) {
 			case <-delivered:
 			case <-ctx.Done():
 			}
-			lis.cut()
+			cut()
 			<-ctx.Done()
 			return ctx.Err()
 		}
 		return nil
-	}}
-	var cc *grpc.ClientConn
-	cc, lis = genServer(t, g, grpcinfer.ServerConfig{})
-	c := newStreamClient(t, cc, oip.StreamConfig{Policy: breaker.Config{MaxAttempts: 3}})
+	})
 	s, err := c.Infer(longCtx(t), prompt("one two three four"))
 	if err != nil {
 		t.Fatal(err)
@@ -573,5 +592,123 @@ func TestNewStreamClientValidates(t *testing.T) {
 	}
 	if _, err := oip.NewStreamClient(nil, oip.StreamConfig{FirstResponseTimeout: breaker.NoTimeout, IdleTimeout: breaker.NoTimeout}); err != nil {
 		t.Errorf("breaker.NoTimeout refused: %v", err)
+	}
+}
+
+// probe is a decoupled model that records how many of its requests run at once. Each request
+// waits until wantInside requests are inside (or a long timeout), then pause, then answers.
+type probe struct {
+	wantInside   int64
+	pause        time.Duration
+	inside, most atomic.Int64
+}
+
+func (p *probe) Metadata() oip.ModelMetadata {
+	return oip.ModelMetadata{Name: "probe", Outputs: []oip.TensorMetadata{{Name: "o", Datatype: oip.Int64, Shape: []int64{1}}}}
+}
+
+func (p *probe) Infer(context.Context, *oip.InferRequest) (*oip.InferResponse, error) {
+	return &oip.InferResponse{Outputs: []oip.Tensor{oip.NewTensor("o", []int64{1}, []int64{1})}}, nil
+}
+
+func (p *probe) InferStream(ctx context.Context, req *oip.InferRequest, send oip.Sender) error {
+	n := p.inside.Add(1)
+	defer p.inside.Add(-1)
+	for m := p.most.Load(); n > m && !p.most.CompareAndSwap(m, n); m = p.most.Load() {
+	}
+	for deadline := time.Now().Add(30 * time.Second); p.inside.Load() < p.wantInside && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(p.pause)
+	r, _ := p.Infer(ctx, req)
+	return send(r, true)
+}
+
+// TestStreamRequestsLimit sends three requests over one stream: with MaxStreamRequests 3 they
+// run at once; with 1 they run one after another, and the waiting shows as queue time.
+func TestStreamRequestsLimit(t *testing.T) {
+	t.Parallel()
+	for _, limit := range []int{3, 1} {
+		p := &probe{wantInside: int64(limit), pause: 100 * time.Millisecond}
+		srv, err := oip.NewServer(oip.ServerConfig{Models: []oip.Model{p}, MaxStreamRequests: limit})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cc := serve(t, srv, nil)
+		stream, err := inferencepb.NewGRPCInferenceServiceClient(cc).ModelStreamInfer(longCtx(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 3 {
+			if err := stream.Send(&inferencepb.ModelInferRequest{ModelName: "probe"}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		stream.CloseSend()
+		answers := 0
+		for range 10 {
+			m, err := stream.Recv()
+			if err == io.EOF {
+				break
+			}
+			if err != nil || m.ErrorMessage != "" {
+				t.Fatalf("limit %d: %v %q", limit, err, m.GetErrorMessage())
+			}
+			answers++
+		}
+		if answers != 3 || p.most.Load() != int64(limit) {
+			t.Fatalf("limit %d: %d answers, at most %d requests at once", limit, answers, p.most.Load())
+		}
+		if limit == 1 {
+			st, err := oip.NewClient(cc).Service().ModelStatistics(longCtx(t), &inferencepb.ModelStatisticsRequest{Name: "probe"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The second request waited for the first (100ms), the third for both (200ms).
+			if q := time.Duration(st.ModelStats[0].InferenceStats.Queue.Ns); q < 100*time.Millisecond {
+				t.Fatalf("queue time %v for requests that waited their turn", q)
+			}
+		}
+	}
+}
+
+// TestStreamRefusedWhenNotReady: a server that is not ready refuses a new stream with
+// UNAVAILABLE, which the client retries as far as its policy allows.
+func TestStreamRefusedWhenNotReady(t *testing.T) {
+	t.Parallel()
+	srv, err := oip.NewServer(oip.ServerConfig{Models: []oip.Model{&wordGen{}}, Ready: func() bool { return false }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := newStreamClient(t, serve(t, srv, nil), oip.StreamConfig{Policy: breaker.Config{MaxAttempts: 2}})
+	_, err = c.Infer(longCtx(t), prompt("a"))
+	var se *oip.StreamError
+	if !errors.As(err, &se) || status.Code(err) != codes.Unavailable || se.Attempts != 2 {
+		t.Fatalf("Infer on a server that is not ready: %v", err)
+	}
+}
+
+// TestStreamModelPanic: a panic in a streamed request becomes an INTERNAL error response; the
+// server goes on.
+func TestStreamModelPanic(t *testing.T) {
+	t.Parallel()
+	g := &wordGen{step: func(_ context.Context, _ int64, i int) error {
+		if i == 1 {
+			panic("index out of range in the sampler")
+		}
+		return nil
+	}}
+	cc, _ := genServer(t, g, grpcinfer.ServerConfig{})
+	c := newStreamClient(t, cc, oip.StreamConfig{})
+	for range 2 {
+		s, err := c.Infer(longCtx(t), prompt("a b"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _, err = readAll(t, s)
+		var se *oip.StreamError
+		if !errors.As(err, &se) || se.Delivered != 1 || status.Code(err) != codes.Internal || !strings.Contains(err.Error(), `model "gen" panicked`) {
+			t.Fatalf("after a panic: %v", err)
+		}
 	}
 }

@@ -85,14 +85,19 @@ const streamMethod = "inference.GRPCInferenceService/ModelStreamInfer"
 // NewStreamClient returns a StreamClient over cc (typically a *grpc.ClientConn), or an error
 // naming the first invalid field of cfg.
 func NewStreamClient(cc grpc.ClientConnInterface, cfg StreamConfig) (*StreamClient, error) {
-	for name, d := range map[string]*time.Duration{"FirstResponseTimeout": &cfg.FirstResponseTimeout, "IdleTimeout": &cfg.IdleTimeout} {
+	for _, f := range []struct {
+		name string
+		d    *time.Duration
+		def  time.Duration
+	}{
+		{"FirstResponseTimeout", &cfg.FirstResponseTimeout, DefaultFirstResponseTimeout},
+		{"IdleTimeout", &cfg.IdleTimeout, DefaultIdleTimeout},
+	} {
 		switch {
-		case *d < 0 && *d != breaker.NoTimeout:
-			return nil, fmt.Errorf("oip: StreamConfig.%s %v is negative (use breaker.NoTimeout to switch it off)", name, *d)
-		case *d == 0 && name == "IdleTimeout":
-			*d = DefaultIdleTimeout
-		case *d == 0:
-			*d = DefaultFirstResponseTimeout
+		case *f.d < 0 && *f.d != breaker.NoTimeout:
+			return nil, fmt.Errorf("oip: StreamConfig.%s %v is negative (use breaker.NoTimeout to switch it off)", f.name, *f.d)
+		case *f.d == 0:
+			*f.d = f.def
 		}
 	}
 	if cfg.MaxStreamDuration < 0 {
@@ -151,7 +156,8 @@ func (c *StreamClient) Infer(ctx context.Context, req *InferRequest, opts ...grp
 }
 
 // InferStream is the stream of responses of one request ([StreamClient.Infer]). Its methods
-// must not be called concurrently.
+// must not be called concurrently; to end a Recv that waits, cancel the context given to
+// Infer.
 type InferStream struct {
 	c       *StreamClient
 	ctx     context.Context // the caller's, with the span and MaxStreamDuration
