@@ -28,6 +28,12 @@ const (
 	ErrorCodeParameter = "infermesh_error_code"
 )
 
+// Final reports whether the response carries [FinalResponseParameter] true: the last response
+// of its request in a decoupled model's stream.
+func (r *InferResponse) Final() bool {
+	return r.Parameters[FinalResponseParameter].GetBoolParam()
+}
+
 // StreamModel is implemented by a [Model] that answers one request with any number of
 // responses: a decoupled model in Triton's terms, such as a generator that streams tokens.
 // ModelStreamInfer calls InferStream; ModelInfer still calls Infer, which should answer with
@@ -142,7 +148,7 @@ func boolParam(v bool) *inferencepb.InferParameter {
 }
 
 // streamWriter serialises the sends of a stream's requests and records the stream's first
-// response and each request's model and id on the server span.
+// response and the model and id of the responses on the server span.
 type streamWriter struct {
 	stream inferencepb.GRPCInferenceService_ModelStreamInferServer
 	call   *tracing.Call // nil without tracing
@@ -156,6 +162,9 @@ func (w *streamWriter) send(r *inferencepb.ModelStreamInferResponse) error {
 	defer w.mu.Unlock()
 	if err := w.stream.Send(r); err != nil {
 		return err
+	}
+	if r.GetErrorMessage() != "" {
+		return nil // an error response names what the request asked for, not what answered
 	}
 	if !w.sent {
 		w.sent = true

@@ -382,12 +382,6 @@ func (s *InferStream) Usage() (u grpcinfer.Usage, ok bool) {
 // Delivered counts the responses Recv has returned.
 func (s *InferStream) Delivered() int { return s.delivered }
 
-// Final reports whether the response carries [FinalResponseParameter] true: the last response
-// of its request in a decoupled model's stream.
-func (r *InferResponse) Final() bool {
-	return r.Parameters[FinalResponseParameter].GetBoolParam()
-}
-
 // startAttempt begins an attempt's span, recording the retry that led to it.
 func (s *InferStream) startAttempt(ctx context.Context) (context.Context, *tracing.Attempt) {
 	if s.call == nil {
@@ -407,16 +401,14 @@ func (s *InferStream) endAttempt(att *tracing.Attempt, err error) {
 	att.End(err, s.prevClass)
 }
 
-// errorClass is the low-cardinality error.type of a failure: its breaker class.
+// errorClass is the low-cardinality error.type of a failure: its breaker class, or its
+// gRPC code when it has none.
 func errorClass(err error) string {
 	if err == nil {
 		return ""
 	}
-	var se *StreamError
-	if errors.As(err, &se) {
-		if v := se.BreakerVerdict(); v.Class != "" {
-			return string(v.Class)
-		}
+	if v := breaker.DefaultClassifier(err); v.Class != "" && v.Class != breaker.ClassUnknown {
+		return string(v.Class)
 	}
 	return streamCode(err).String()
 }
