@@ -5,7 +5,9 @@
 // # Presets
 //
 // [DialOptions] and [ServerOptions] turn a [ClientConfig] and a [ServerConfig] into gRPC
-// options. Both take the same [Keepalive]: a client pings an idle connection every 30 s and
+// options; [NewServer] builds a *grpc.Server from ServerOptions and registers gRPC server
+// reflection (on unless [ServerConfig].DisableReflection), so that grpcurl and similar tools
+// can list and call the services. Both take the same [Keepalive]: a client pings an idle connection every 30 s and
 // the server accepts pings every 15 s, and both reject a Keepalive whose client interval is
 // below the server's minimum, so a client of the presets is never cut off with GOAWAY
 // "too_many_pings" by a server of the presets. Messages may be 64 MiB (gRPC's 4 MiB default
@@ -43,6 +45,9 @@
 // # Health and draining
 //
 // [NewHealthGate] registers grpc.health.v1 reporting NOT_SERVING until
-// [HealthGate.SetReady]; [HealthGate.Drain] reports NOT_SERVING again, keeps serving for a
-// grace period, then stops gracefully with a hard deadline.
+// [HealthGate.SetReady], and while a model loads ([HealthGate.Loading], which the Open
+// Inference Protocol server calls around RepositoryModelLoad); [HealthGate.Drain] reports
+// NOT_SERVING again, lets calls in flight go on for a grace period while services gated on
+// [HealthGate.Serving] refuse new ones with UNAVAILABLE, then stops gracefully with a hard
+// deadline.
 package grpcinfer

@@ -27,9 +27,10 @@ type HealthConfig struct {
 	// Services are service names reported next to "" (the whole server), such as
 	// "inference.GRPCInferenceService". All share the gate's one status. nil means "" only.
 	Services []string
-	// DrainGrace is how long Drain keeps serving after reporting NOT_SERVING, so that load
-	// balancers, the kubelet and the mesh notice and stop sending new calls. 0 means 5s;
-	// negative means no wait.
+	// DrainGrace is how long Drain keeps the server running after reporting NOT_SERVING,
+	// before it stops it, so that load balancers, the kubelet and the mesh notice and stop
+	// sending new calls; calls in flight go on meanwhile (see Drain). 0 means 5s; negative
+	// means no wait.
 	DrainGrace time.Duration
 	// StopTimeout is how long Drain lets in-flight calls finish (GracefulStop) before it
 	// stops the server hard (Stop). 0 means 30s; negative means stop hard at once.
@@ -37,8 +38,9 @@ type HealthConfig struct {
 }
 
 // HealthGate is a grpc.health.v1 service whose status follows the application: NOT_SERVING
-// from creation until [HealthGate.SetReady] says the model is loaded, and NOT_SERVING again
-// for good once [HealthGate.Drain] starts. It is safe for concurrent use.
+// from creation until [HealthGate.SetReady] says the model is loaded, NOT_SERVING while a
+// model loads ([HealthGate.Loading]), and NOT_SERVING again for good once [HealthGate.Drain]
+// starts. It is safe for concurrent use.
 type HealthGate struct {
 	cfg      HealthConfig
 	srv      *grpc.Server
@@ -48,6 +50,7 @@ type HealthGate struct {
 
 	mu       sync.Mutex
 	ready    bool
+	loading  int // loads under way (Loading)
 	draining bool
 
 	drainOnce sync.Once
@@ -87,35 +90,74 @@ func (g *HealthGate) setStatus(st healthpb.HealthCheckResponse_ServingStatus) {
 }
 
 // SetReady reports SERVING (true) or NOT_SERVING (false): call it with true once the model
-// is loaded and with false if it must be unloaded. After Drain has started it does nothing.
+// is loaded and with false if it must be unloaded. While a load is under way
+// ([HealthGate.Loading]) the gate stays NOT_SERVING and turns SERVING when the load ends.
+// After Drain has started it does nothing.
 func (g *HealthGate) SetReady(ready bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	g.ready = ready
+	g.update()
+}
+
+// Loading reports NOT_SERVING from now until the returned done func is called (later calls of
+// done do nothing), whatever SetReady said: a model is being loaded. Loads may overlap; the
+// gate serves again once every one is done, if SetReady(true) holds and no drain has started.
+// Its method value fits [github.com/infermesh/infermesh/grpcinfer/oip.ServerConfig].Loading,
+// which calls it around each RepositoryModelLoad.
+func (g *HealthGate) Loading() (done func()) {
+	g.mu.Lock()
+	g.loading++
+	g.update()
+	g.mu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			g.mu.Lock()
+			g.loading--
+			g.update()
+			g.mu.Unlock()
+		})
+	}
+}
+
+// serving is the gate's status; g.mu must be held.
+func (g *HealthGate) serving() bool { return g.ready && g.loading == 0 && !g.draining }
+
+// update reports the gate's status to the health service; g.mu must be held. Once the drain
+// has started, the health service reports NOT_SERVING for good.
+func (g *HealthGate) update() {
 	if g.draining {
 		return
 	}
-	g.ready = ready
-	if ready {
+	if g.serving() {
 		g.setStatus(healthpb.HealthCheckResponse_SERVING)
 	} else {
 		g.setStatus(healthpb.HealthCheckResponse_NOT_SERVING)
 	}
 }
 
-// Serving reports whether the gate reports SERVING: ready and not draining. Its method value
-// fits [github.com/infermesh/infermesh/grpcinfer/oip.ServerConfig].Ready.
+// Serving reports whether the gate reports SERVING: ready, no load under way and not
+// draining. Its method value fits
+// [github.com/infermesh/infermesh/grpcinfer/oip.ServerConfig].Ready, which then refuses new
+// inference calls with UNAVAILABLE whenever health says NOT_SERVING.
 func (g *HealthGate) Serving() bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return g.ready && !g.draining
+	return g.serving()
 }
 
 // Drain takes the server out of service and stops it:
 //
-//  1. health turns NOT_SERVING for good (health watchers are told at once);
-//  2. the server keeps serving for DrainGrace, so that callers notice and go elsewhere;
-//  3. health Watch streams end and GracefulStop refuses new calls and waits for in-flight
-//     ones, for at most StopTimeout;
+//  1. health turns NOT_SERVING for good (health watchers are told at once), and so does
+//     Serving: a service gated on it, such as the Open Inference Protocol server of package
+//     oip with ServerConfig.Ready set to Serving, refuses new calls with UNAVAILABLE from now
+//     on, which clients (and this package's client interceptors) retry elsewhere;
+//  2. for DrainGrace the server keeps running, so that callers, load balancers and the mesh
+//     notice: calls in flight go on, health checks are answered, new calls to gated services
+//     are refused as above (other services still serve them);
+//  3. health Watch streams end and GracefulStop refuses new calls of every service and waits
+//     for in-flight ones, for at most StopTimeout;
 //  4. if they have not finished, Stop cancels them and Drain returns [ErrForcedStop].
 //
 // If ctx ends first, Drain stops the server hard at once and returns an error wrapping

@@ -178,3 +178,54 @@ func TestNewHealthGateValidation(t *testing.T) {
 		t.Fatalf("empty service name: %v", err)
 	}
 }
+
+// TestHealthGateLoading holds the gate NOT_SERVING while loads are under way, overlapping ones
+// included, and lets SetReady and Drain keep their meaning around it.
+func TestHealthGateLoading(t *testing.T) {
+	t.Parallel()
+	var gate *grpcinfer.HealthGate
+	srv := startServer(t, nil, nil, func(gs *grpc.Server) {
+		var err error
+		if gate, err = grpcinfer.NewHealthGate(gs, grpcinfer.HealthConfig{DrainGrace: -1, StopTimeout: 5 * time.Second}); err != nil {
+			t.Fatal(err)
+		}
+	})
+	hc := healthpb.NewHealthClient(dial(t, srv.Addr, grpcinfer.ClientConfig{}))
+	ctx := longCtx(t, 20*time.Second)
+	status := func() healthpb.HealthCheckResponse_ServingStatus {
+		t.Helper()
+		r, err := hc.Check(ctx, &healthpb.HealthCheckRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if (r.Status == healthpb.HealthCheckResponse_SERVING) != gate.Serving() {
+			t.Fatalf("health says %v but Serving() = %v", r.Status, gate.Serving())
+		}
+		return r.Status
+	}
+	serving, notServing := healthpb.HealthCheckResponse_SERVING, healthpb.HealthCheckResponse_NOT_SERVING
+
+	doneA := gate.Loading() // a load before the server is ready
+	gate.SetReady(true)
+	if st := status(); st != notServing {
+		t.Fatalf("ready while loading: %v", st)
+	}
+	doneB := gate.Loading()
+	doneA()
+	doneA() // a second call does nothing
+	if st := status(); st != notServing {
+		t.Fatalf("one of two loads done: %v", st)
+	}
+	doneB()
+	if st := status(); st != serving {
+		t.Fatalf("loads done: %v", st)
+	}
+	doneC := gate.Loading()
+	if err := gate.Drain(ctx); err != nil {
+		t.Fatal(err)
+	}
+	doneC()
+	if gate.Serving() {
+		t.Fatal("Serving after a drain")
+	}
+}

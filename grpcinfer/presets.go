@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/encoding"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/reflection"
 )
 
 // DefaultMaxMsgSize is the default receive and send limit of both presets: 64 MiB, room for
@@ -171,6 +172,22 @@ func ServerOptions(cfg ServerConfig) ([]grpc.ServerOption, error) {
 		grpc.ChainUnaryInterceptor(unary),
 		grpc.ChainStreamInterceptor(stream),
 	}, nil
+}
+
+// NewServer returns a gRPC server built with [ServerOptions] (cfg's preset) followed by
+// extra, with gRPC server reflection registered unless cfg.DisableReflection is set. Register
+// your services (and [NewHealthGate]) on it before Serve; reflection lists whatever is
+// registered when it is asked. It returns an error naming the first invalid field of cfg.
+func NewServer(cfg ServerConfig, extra ...grpc.ServerOption) (*grpc.Server, error) {
+	opts, err := ServerOptions(cfg)
+	if err != nil {
+		return nil, err
+	}
+	s := grpc.NewServer(append(opts, extra...)...)
+	if !cfg.DisableReflection {
+		reflection.Register(s)
+	}
+	return s, nil
 }
 
 // checkServiceConfig validates a service config as JSON (gRPC validates its contents when the

@@ -36,7 +36,8 @@ type ServerConfig struct {
 	MaxConcurrentCalls int
 	// ExemptMethods lists full method names ("/pkg.Service/Method") or service prefixes
 	// ending in "/" ("/grpc.health.v1.Health/") that load shedding and the minimum deadline
-	// leave alone. nil means the health service only; an empty non-nil slice exempts nothing.
+	// leave alone. nil means the health and server reflection services; an empty non-nil
+	// slice exempts nothing.
 	ExemptMethods []string
 	// ShedRetryAfter, when positive, is sent with each shed call as the
 	// grpc-retry-pushback-ms trailer: gRPC's own retries and this package's client
@@ -66,9 +67,23 @@ type ServerConfig struct {
 	// TraceOperation and TraceProvider are gen_ai.operation.name and gen_ai.provider.name
 	// of the spans. "" means DefaultTraceOperation ("infer") and DefaultTraceProvider ("oip").
 	TraceOperation, TraceProvider string
+
+	// DisableReflection leaves gRPC server reflection out of [NewServer]. false (the default)
+	// registers it (grpc.reflection.v1 and v1alpha), so that grpcurl and other tools can list
+	// and describe the services without their .proto files. It tells what the server
+	// serves, not more: turn it off where the API itself is not to be disclosed.
+	DisableReflection bool
 }
 
-const healthPrefix = "/grpc.health.v1.Health/"
+// defaultExempt returns the services exempt from load shedding and the minimum deadline by
+// default: health and server reflection, which must answer when the server is at its limit.
+func defaultExempt() []string {
+	return []string{
+		"/grpc.health.v1.Health/",
+		"/grpc.reflection.v1.ServerReflection/",
+		"/grpc.reflection.v1alpha.ServerReflection/",
+	}
+}
 
 func (c ServerConfig) validate() error {
 	switch {
@@ -121,7 +136,7 @@ func ServerInterceptors(cfg ServerConfig) (grpc.UnaryServerInterceptor, grpc.Str
 		s.provider = DefaultTraceProvider
 	}
 	if s.exempt == nil {
-		s.exempt = []string{healthPrefix}
+		s.exempt = defaultExempt()
 	}
 	if cfg.ShedRetryAfter > 0 {
 		ms := max(cfg.ShedRetryAfter.Milliseconds(), 1)

@@ -1,232 +1,146 @@
-// Command grpcserver serves a small model over the Open Inference Protocol (KServe v2) with
-// every infermesh server interceptor and the health gate, calls it with the infermesh client
-// presets, then drains the server and exits.
+// Command grpcserver serves two models over the Open Inference Protocol (KServe v2, with
+// Triton's streaming, statistics and model repository extensions), with every infermesh server
+// interceptor, gRPC server reflection and the health gate:
 //
-// The model is a two-layer perceptron with hand-set weights that computes XOR of two inputs:
-// input "x" is FP32 [batch, 2] with values in [0, 1], outputs are "probability" (FP32
-// [batch], the sigmoid output) and "label" (INT64 [batch], the probability rounded). It is a
-// real computation, but not a trained model: the weights are the textbook OR/NAND/AND
-// construction, written below.
+//   - "xor-mlp", a two-layer perceptron with hand-set weights that computes XOR (ModelInfer);
+//   - "generator", a small deterministic text generator that streams its answer token by
+//     token over ModelStreamInfer, as an LLM behind Triton's decoupled backends does.
 //
-// Run it with
+// Run without flags, it is a short demo that needs nothing else: it listens on a free
+// loopback port, calls the models with the infermesh client presets and the streaming client,
+// drains the server while a generation is still streaming (the generation finishes, a new
+// call is refused with UNAVAILABLE), prints what happens and exits 0:
 //
 //	go run ./examples/grpcserver
 //
-// It listens on 127.0.0.1 on a free port (-addr to choose), makes a few calls, prints what
-// happens and exits 0; nothing waits for outside input.
+// With -serve it keeps serving, for grpcurl, grpc_health_probe or a client of your own, until
+// SIGTERM or SIGINT, then drains: health turns NOT_SERVING and new inference calls are refused
+// with UNAVAILABLE at once, calls in flight go on for the grace period and until they finish
+// (at most the stop timeout), then the server stops. See README.md for the commands.
+//
+//	go run ./examples/grpcserver -serve -addr 127.0.0.1:8001
 package main
 
 import (
+	"cmp"
 	"context"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
-	"math"
 	"net"
 	"os"
+	"os/signal"
+	"syscall"
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-	"google.golang.org/grpc/metadata"
 
-	"github.com/infermesh/infermesh/breaker"
 	"github.com/infermesh/infermesh/grpcinfer"
 	"github.com/infermesh/infermesh/grpcinfer/oip"
 )
 
 func main() {
-	addr := flag.String("addr", "127.0.0.1:0", "listen address")
+	addr := flag.String("addr", "", "listen address (default 127.0.0.1:0 for the demo, 127.0.0.1:8001 with -serve)")
+	serveFlag := flag.Bool("serve", false, "serve until SIGTERM or SIGINT, then drain and exit")
+	grace := flag.Duration("drain-grace", grpcinfer.DefaultDrainGrace, "with -serve: how long the server keeps running after health turns NOT_SERVING")
+	stop := flag.Duration("stop-timeout", grpcinfer.DefaultStopTimeout, "with -serve: how long calls in flight may take to finish once the grace period is over")
 	flag.Parse()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := run(ctx, *addr, os.Stdout); err != nil {
+	var err error
+	if *serveFlag {
+		ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+		context.AfterFunc(ctx, cancel) // after the first signal, a second one ends the program at once
+		err = serve(ctx, cmp.Or(*addr, "127.0.0.1:8001"), os.Stdout, *grace, *stop)
+	} else {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		err = run(ctx, cmp.Or(*addr, "127.0.0.1:0"), os.Stdout)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "grpcserver:", err)
 		os.Exit(1)
 	}
 }
 
-// xorMLP is the model: hidden h1 = σ(20·x1 + 20·x2 − 10) (OR), h2 = σ(−20·x1 − 20·x2 + 30)
-// (NAND), output y = σ(20·h1 + 20·h2 − 30) (AND of the two), which is XOR.
-type xorMLP struct{}
-
-var (
-	hiddenW = [2][2]float64{{20, 20}, {-20, -20}}
-	hiddenB = [2]float64{-10, 30}
-	outW    = [2]float64{20, 20}
-	outB    = -30.0
-)
-
-func sigmoid(v float64) float64 { return 1 / (1 + math.Exp(-v)) }
-
-func (xorMLP) Metadata() oip.ModelMetadata {
-	return oip.ModelMetadata{
-		Name: "xor-mlp", Versions: []string{"1"}, Platform: "go",
-		Inputs: []oip.TensorMetadata{{Name: "x", Datatype: oip.FP32, Shape: []int64{-1, 2}}},
-		Outputs: []oip.TensorMetadata{
-			{Name: "probability", Datatype: oip.FP32, Shape: []int64{-1}},
-			{Name: "label", Datatype: oip.Int64, Shape: []int64{-1}},
-		},
-	}
+// server is the example's gRPC server: the server preset (interceptors and reflection), the
+// health gate and the two models.
+type server struct {
+	gs     *grpc.Server
+	gate   *grpcinfer.HealthGate
+	addr   string
+	served chan error
 }
 
-func (xorMLP) Infer(ctx context.Context, req *oip.InferRequest) (*oip.InferResponse, error) {
-	x, err := oip.TensorData[float32](req.Inputs[0])
+// start listens on addr and serves. The health gate reports NOT_SERVING until SetReady(true).
+// pace is the generator's time per token.
+func start(addr string, log io.Writer, grace, stop, pace time.Duration) (*server, error) {
+	lis, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, err
 	}
-	batch := req.Inputs[0].Shape[0]
-	prob := make([]float32, batch)
-	label := make([]int64, batch)
-	for i := range batch {
-		x1, x2 := float64(x[2*i]), float64(x[2*i+1])
-		var h [2]float64
-		for j := range h {
-			h[j] = sigmoid(hiddenW[j][0]*x1 + hiddenW[j][1]*x2 + hiddenB[j])
-		}
-		y := sigmoid(outW[0]*h[0] + outW[1]*h[1] + outB)
-		prob[i] = float32(y)
-		if y >= 0.5 {
-			label[i] = 1
-		}
-	}
-	// This model has no tokens; it reports its element counts through the usage trailers
-	// to show how a generative model would report input and output tokens.
-	grpcinfer.ReportUsage(ctx, int64(len(x)), 2*batch)
-	return &oip.InferResponse{Outputs: []oip.Tensor{
-		oip.NewTensor("probability", []int64{batch}, prob),
-		oip.NewTensor("label", []int64{batch}, label),
-	}}, nil
-}
-
-// run starts the server on addr, calls it, drains it and returns; it writes what happens to
-// out.
-func run(ctx context.Context, addr string, out io.Writer) error {
-	lis, err := net.Listen("tcp", addr)
-	if err != nil {
-		return err
-	}
-	// Server side: the server preset with every interceptor, the health gate, the model.
-	sopts, err := grpcinfer.ServerOptions(grpcinfer.ServerConfig{
+	gs, err := grpcinfer.NewServer(grpcinfer.ServerConfig{
 		MaxConcurrentCalls:   32,
 		ShedRetryAfter:       50 * time.Millisecond,
 		MinRemainingDeadline: 5 * time.Millisecond,
-		Logger:               slog.New(slog.NewTextHandler(out, nil)),
+		Logger:               slog.New(slog.NewTextHandler(log, nil)),
 	})
 	if err != nil {
-		return err
+		lis.Close()
+		return nil, err
 	}
-	gs := grpc.NewServer(sopts...)
 	gate, err := grpcinfer.NewHealthGate(gs, grpcinfer.HealthConfig{
-		Services:    []string{"inference.GRPCInferenceService"},
-		DrainGrace:  200 * time.Millisecond,
-		StopTimeout: 2 * time.Second,
+		Services: []string{"inference.GRPCInferenceService"}, DrainGrace: grace, StopTimeout: stop,
 	})
 	if err != nil {
-		return err
+		lis.Close()
+		return nil, err
 	}
-	model, err := oip.NewServer(oip.ServerConfig{Name: "infermesh-grpcserver-example", Models: []oip.Model{xorMLP{}}, Ready: gate.Serving})
-	if err != nil {
-		return err
-	}
-	model.Register(gs)
-	served := make(chan error, 1)
-	go func() { served <- gs.Serve(lis) }()
-	defer gs.Stop() // no-op after a drain; stops the server on early returns
-
-	// Client side: the client preset with a breaker policy and zstd.
-	policy, err := breaker.New(breaker.Config{Name: "xor-mlp", MaxAttempts: 3, Backoff: breaker.Backoff{Initial: 20 * time.Millisecond}})
-	if err != nil {
-		return err
-	}
-	dopts, err := grpcinfer.DialOptions(grpcinfer.ClientConfig{
-		Policy: policy, Compressor: grpcinfer.Zstd,
-		Default: grpcinfer.MethodPolicy{Timeout: 5 * time.Second, PerTryTimeout: 2 * time.Second},
+	models, err := oip.NewServer(oip.ServerConfig{
+		Name: "infermesh-grpcserver-example", Extensions: []string{"model_repository", "statistics"},
+		Models: []oip.Model{xorMLP{}, generator{pace: pace}},
+		Ready:  gate.Serving, Loading: gate.Loading,
 	})
 	if err != nil {
-		return err
+		lis.Close()
+		return nil, err
 	}
-	cc, err := grpc.NewClient(lis.Addr().String(), append(dopts, grpc.WithTransportCredentials(insecure.NewCredentials()))...)
-	if err != nil {
-		return err
-	}
-	defer cc.Close()
-	health := healthpb.NewHealthClient(cc)
-	client := oip.NewClient(cc)
+	models.Register(gs)
+	s := &server{gs: gs, gate: gate, addr: lis.Addr().String(), served: make(chan error, 1)}
+	go func() { s.served <- gs.Serve(lis) }()
+	return s, nil
+}
 
-	status := func() string {
-		r, err := health.Check(ctx, &healthpb.HealthCheckRequest{Service: "inference.GRPCInferenceService"})
-		if err != nil {
-			return "error: " + err.Error()
-		}
-		return r.Status.String()
-	}
-	ready, err := client.ServerReady(ctx)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(out, "health before the model is loaded: %s (ServerReady %v)\n", status(), ready)
-
-	gate.SetReady(true) // the model is in memory: open the gate
-	ready, err = client.ServerReady(ctx)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(out, "health after loading: %s (ServerReady %v)\n", status(), ready)
-
-	inputs := []float32{0, 0, 0, 1, 1, 0, 1, 1}
-	for _, raw := range []bool{true, false} {
-		var trailer metadata.MD
-		resp, err := client.Infer(ctx, &oip.InferRequest{
-			ModelName: "xor-mlp", ID: fmt.Sprintf("req-raw-%v", raw), Raw: raw,
-			Inputs: []oip.Tensor{oip.NewTensor("x", []int64{4, 2}, inputs)},
-		}, grpc.Trailer(&trailer))
-		if err != nil {
-			return err
-		}
-		prob, err := oip.Output[float32](resp, "probability")
-		if err != nil {
-			return err
-		}
-		label, err := oip.Output[int64](resp, "label")
-		if err != nil {
-			return err
-		}
-		usage, _ := grpcinfer.UsageFromTrailer(trailer)
-		fmt.Fprintf(out, "%s (raw contents %v, usage %d in / %d out):\n", resp.ID, resp.Raw, usage.InputTokens, usage.OutputTokens)
-		for i := range label {
-			fmt.Fprintf(out, "  xor(%v, %v) = %d  (p=%.4f)\n", inputs[2*i], inputs[2*i+1], label[i], prob[i])
-		}
-	}
-
-	// A malformed request: the adapter names the tensor and the client gets INVALID_ARGUMENT.
-	_, err = client.Infer(ctx, &oip.InferRequest{ModelName: "xor-mlp",
-		Inputs: []oip.Tensor{oip.NewTensor("x", []int64{1, 3}, []float32{1, 0, 1})}})
-	fmt.Fprintf(out, "bad shape: %v\n", err)
-
-	// Drain: health turns NOT_SERVING at once, calls are still served for the grace period,
-	// then the server stops gracefully.
-	start := time.Now()
-	drained := make(chan error, 1)
-	go func() { drained <- gate.Drain(ctx) }()
-	during := status()
-	for i := 0; i < 100 && during == "SERVING"; i++ {
-		time.Sleep(5 * time.Millisecond)
-		during = status()
-	}
-	ready, err = client.ServerReady(ctx)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(out, "health during the drain: %s (ServerReady %v)\n", during, ready)
-	if err := <-drained; err != nil {
+// drain drains the server (see grpcinfer.HealthGate.Drain) and waits for Serve to return.
+func (s *server) drain(ctx context.Context) error {
+	if err := s.gate.Drain(ctx); err != nil {
 		return fmt.Errorf("drain: %w", err)
 	}
-	if err := <-served; err != nil {
+	if err := <-s.served; err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
-	fmt.Fprintf(out, "drained and stopped after %v\n", time.Since(start).Round(100*time.Millisecond))
+	return nil
+}
+
+// serve serves on addr until ctx ends, then drains and returns.
+func serve(ctx context.Context, addr string, out io.Writer, grace, stop time.Duration) error {
+	s, err := start(addr, out, grace, stop, 50*time.Millisecond)
+	if err != nil {
+		return err
+	}
+	s.gate.SetReady(true)
+	fmt.Fprintf(out, "serving on %s: inference.GRPCInferenceService (models xor-mlp and generator), grpc.health.v1.Health, server reflection\n", s.addr)
+	fmt.Fprintln(out, "SIGTERM or SIGINT drains: health NOT_SERVING and new calls refused at once, calls in flight finish, then the server stops")
+	select {
+	case <-ctx.Done():
+	case err := <-s.served:
+		return fmt.Errorf("serve: %w", err)
+	}
+	fmt.Fprintf(out, "draining (grace %v, stop timeout %v)\n", grace, stop)
+	dctx, cancel := context.WithTimeout(context.Background(), grace+stop+5*time.Second)
+	defer cancel()
+	if err := s.drain(dctx); err != nil {
+		return err
+	}
+	fmt.Fprintln(out, "stopped")
 	return nil
 }

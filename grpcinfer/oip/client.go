@@ -11,8 +11,9 @@ import (
 
 // Client calls any server of the protocol (this package's [Server], KServe, Triton, MLServer)
 // with typed tensors. It is a thin layer over the generated client: resilience, compression
-// and tracing come from the connection's dial options (see package grpcinfer). It is safe for
-// concurrent use.
+// and tracing come from the connection's dial options (see package grpcinfer). Streamed
+// inference is [StreamClient]'s; the repository and statistics calls are the generated
+// client's ([Client.Service]). It is safe for concurrent use.
 type Client struct {
 	svc inferencepb.GRPCInferenceServiceClient
 }

@@ -262,114 +262,53 @@ func widen[S int8 | int16 | uint8 | uint16, D int32 | uint32](s []S) []D {
 	return d
 }
 
-// encodeRaw serialises a validated tensor as little-endian raw contents.
+// encodeRaw serialises a validated tensor as raw contents: little-endian, row-major, no
+// padding; BYTES elements each prefixed by their length as a 4-byte little-endian integer.
 func encodeRaw(t Tensor) ([]byte, error) {
-	le := binary.LittleEndian
 	switch d := t.Data.(type) {
 	case []bool:
-		b := make([]byte, len(d))
-		for i, v := range d {
-			if v {
-				b[i] = 1
-			}
-		}
-		return b, nil
+		return encodeFixed(d), nil
 	case []int8:
-		b := make([]byte, len(d))
-		for i, v := range d {
-			b[i] = byte(v)
-		}
-		return b, nil
+		return encodeFixed(d), nil
 	case []uint8:
-		return d, nil
+		return d, nil // already its own raw form; a Tensor does not copy its data
 	case []int16:
-		if b, ok := appendRaw(d); ok {
-			return b, nil
-		}
-		b := make([]byte, 0, 2*len(d))
-		for _, v := range d {
-			b = le.AppendUint16(b, uint16(v))
-		}
-		return b, nil
+		return encodeFixed(d), nil
 	case []uint16:
-		if b, ok := appendRaw(d); ok {
-			return b, nil
-		}
-		b := make([]byte, 0, 2*len(d))
-		for _, v := range d {
-			b = le.AppendUint16(b, v)
-		}
-		return b, nil
+		return encodeFixed(d), nil
 	case []int32:
-		if b, ok := appendRaw(d); ok {
-			return b, nil
-		}
-		b := make([]byte, 0, 4*len(d))
-		for _, v := range d {
-			b = le.AppendUint32(b, uint32(v))
-		}
-		return b, nil
+		return encodeFixed(d), nil
 	case []uint32:
-		if b, ok := appendRaw(d); ok {
-			return b, nil
-		}
-		b := make([]byte, 0, 4*len(d))
-		for _, v := range d {
-			b = le.AppendUint32(b, v)
-		}
-		return b, nil
+		return encodeFixed(d), nil
 	case []float32:
-		if b, ok := appendRaw(d); ok {
-			return b, nil
-		}
-		b := make([]byte, 0, 4*len(d))
-		for _, v := range d {
-			b = le.AppendUint32(b, math.Float32bits(v))
-		}
-		return b, nil
+		return encodeFixed(d), nil
 	case []int64:
-		if b, ok := appendRaw(d); ok {
-			return b, nil
-		}
-		b := make([]byte, 0, 8*len(d))
-		for _, v := range d {
-			b = le.AppendUint64(b, uint64(v))
-		}
-		return b, nil
+		return encodeFixed(d), nil
 	case []uint64:
-		if b, ok := appendRaw(d); ok {
-			return b, nil
-		}
-		b := make([]byte, 0, 8*len(d))
-		for _, v := range d {
-			b = le.AppendUint64(b, v)
-		}
-		return b, nil
+		return encodeFixed(d), nil
 	case []float64:
-		if b, ok := appendRaw(d); ok {
-			return b, nil
-		}
-		b := make([]byte, 0, 8*len(d))
-		for _, v := range d {
-			b = le.AppendUint64(b, math.Float64bits(v))
-		}
-		return b, nil
+		return encodeFixed(d), nil
 	case [][]byte:
-		size := 0
-		for i, v := range d {
-			if uint64(len(v)) > math.MaxUint32 {
-				return nil, &TensorError{Name: t.Name, Reason: fmt.Sprintf("BYTES element %d is longer than 4 GiB and cannot be length-prefixed", i)}
-			}
-			size += 4 + len(v)
-		}
-		b := make([]byte, 0, size)
-		for _, v := range d {
-			b = le.AppendUint32(b, uint32(len(v)))
-			b = append(b, v...)
-		}
-		return b, nil
+		return encodeRawBytes(t.Name, d)
 	}
 	return nil, &TensorError{Name: t.Name, Reason: fmt.Sprintf("unsupported Go data type %T", t.Data)}
+}
+
+// encodeRawBytes length-prefixes each BYTES element.
+func encodeRawBytes(name string, d [][]byte) ([]byte, error) {
+	size := 0
+	for i, v := range d {
+		if uint64(len(v)) > math.MaxUint32 {
+			return nil, &TensorError{Name: name, Reason: fmt.Sprintf("BYTES element %d is longer than 4 GiB and cannot be length-prefixed", i)}
+		}
+		size += 4 + len(v)
+	}
+	b := make([]byte, 0, size)
+	for _, v := range d {
+		b = binary.LittleEndian.AppendUint32(b, uint32(len(v)))
+		b = append(b, v...)
+	}
+	return b, nil
 }
 
 // decodeTensor checks the header fields and decodes either the typed contents or raw bytes.
@@ -379,7 +318,7 @@ func decodeTensor(name string, dt Datatype, shape []int64, c *inferencepb.InferT
 		return t, &TensorError{Reason: "has no name"}
 	}
 	if !dt.Valid() {
-		return t, &TensorError{Name: name, Reason: fmt.Sprintf("unknown datatype %q", dt)}
+		return t, &TensorError{Name: name, Reason: fmt.Sprintf("unknown datatype %q", echo(string(dt)))}
 	}
 	n, err := NumElements(shape)
 	if err != nil {
@@ -515,7 +454,7 @@ func decodeTyped(dt Datatype, n int64, shape []int64, c *inferencepb.InferTensor
 		}
 		return narrow[uint32, uint16](c.UintContents, dt, 0, math.MaxUint16)
 	}
-	return nil, fmt.Sprintf("unknown datatype %q", dt)
+	return nil, fmt.Sprintf("unknown datatype %q", echo(string(dt)))
 }
 
 func orEmpty[E any](s []E) []E {
@@ -545,98 +484,31 @@ func decodeRaw(dt Datatype, n int64, shape []int64, b []byte) (any, string) {
 	if int64(len(b)) != n*size { // n <= maxElements, so n*size cannot overflow
 		return nil, fmt.Sprintf("shape %s of %s needs %d raw bytes but has %d", shapeString(shape), dt, n*size, len(b))
 	}
-	le := binary.LittleEndian
 	switch dt {
 	case Bool:
-		d := make([]bool, n)
-		for i, v := range b {
-			d[i] = v != 0
-		}
-		return d, ""
+		return decodeFixed[bool](b, n), ""
 	case Int8:
-		d := make([]int8, n)
-		for i, v := range b {
-			d[i] = int8(v)
-		}
-		return d, ""
+		return decodeFixed[int8](b, n), ""
 	case Uint8:
-		d := make([]uint8, n)
-		copy(d, b)
-		return d, ""
+		return decodeFixed[uint8](b, n), ""
 	case Int16:
-		d := make([]int16, n)
-		if copyRaw(d, b) {
-			return d, ""
-		}
-		for i := range d {
-			d[i] = int16(le.Uint16(b[2*i:]))
-		}
-		return d, ""
+		return decodeFixed[int16](b, n), ""
 	case Uint16, FP16, BF16:
-		d := make([]uint16, n)
-		if copyRaw(d, b) {
-			return d, ""
-		}
-		for i := range d {
-			d[i] = le.Uint16(b[2*i:])
-		}
-		return d, ""
+		return decodeFixed[uint16](b, n), ""
 	case Int32:
-		d := make([]int32, n)
-		if copyRaw(d, b) {
-			return d, ""
-		}
-		for i := range d {
-			d[i] = int32(le.Uint32(b[4*i:]))
-		}
-		return d, ""
+		return decodeFixed[int32](b, n), ""
 	case Uint32:
-		d := make([]uint32, n)
-		if copyRaw(d, b) {
-			return d, ""
-		}
-		for i := range d {
-			d[i] = le.Uint32(b[4*i:])
-		}
-		return d, ""
+		return decodeFixed[uint32](b, n), ""
 	case FP32:
-		d := make([]float32, n)
-		if copyRaw(d, b) {
-			return d, ""
-		}
-		for i := range d {
-			d[i] = math.Float32frombits(le.Uint32(b[4*i:]))
-		}
-		return d, ""
+		return decodeFixed[float32](b, n), ""
 	case Int64:
-		d := make([]int64, n)
-		if copyRaw(d, b) {
-			return d, ""
-		}
-		for i := range d {
-			d[i] = int64(le.Uint64(b[8*i:]))
-		}
-		return d, ""
+		return decodeFixed[int64](b, n), ""
 	case Uint64:
-		d := make([]uint64, n)
-		if copyRaw(d, b) {
-			return d, ""
-		}
-		for i := range d {
-			d[i] = le.Uint64(b[8*i:])
-		}
-		return d, ""
+		return decodeFixed[uint64](b, n), ""
 	case FP64:
-		d := make([]float64, n)
-		if copyRaw(d, b) {
-			return d, ""
-		}
-		for i := range d {
-			d[i] = math.Float64frombits(le.Uint64(b[8*i:]))
-		}
-		return d, ""
+		return decodeFixed[float64](b, n), ""
 	}
-	return nil, fmt.Sprintf("unknown datatype %q", dt)
+	return nil, fmt.Sprintf("unknown datatype %q", echo(string(dt)))
 }
 
 // decodeRawBytes splits raw BYTES contents: each element is a 4-byte little-endian length

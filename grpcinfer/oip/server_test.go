@@ -64,8 +64,20 @@ func serve(t testing.TB, srv *oip.Server, sopts []grpc.ServerOption, dopts ...gr
 	if err != nil {
 		t.Fatal(err)
 	}
+	return serveOn(t, lis, srv, sopts, dopts...)
+}
+
+// serveOn serves srv on lis and returns a client connection to it.
+func serveOn(t testing.TB, lis net.Listener, srv *oip.Server, sopts []grpc.ServerOption, dopts ...grpc.DialOption) *grpc.ClientConn {
+	t.Helper()
 	gs := grpc.NewServer(sopts...)
 	srv.Register(gs)
+	return serveGRPC(t, lis, gs, dopts...)
+}
+
+// serveGRPC serves gs on lis until the test ends and returns a client connection to it.
+func serveGRPC(t testing.TB, lis net.Listener, gs *grpc.Server, dopts ...grpc.DialOption) *grpc.ClientConn {
+	t.Helper()
 	done := make(chan struct{})
 	go func() { defer close(done); _ = gs.Serve(lis) }()
 	cc, err := grpc.NewClient(lis.Addr().String(), append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, dopts...)...)

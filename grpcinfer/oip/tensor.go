@@ -93,33 +93,7 @@ type Tensor struct {
 // FP32, [][]byte gives BYTES, []uint16 gives UINT16 (set Datatype to FP16 or BF16 afterwards
 // for half-precision bit patterns). It does not check the shape; [Tensor.Validate] does.
 func NewTensor[E Element](name string, shape []int64, data []E) Tensor {
-	var dt Datatype
-	switch any(data).(type) {
-	case []bool:
-		dt = Bool
-	case []int8:
-		dt = Int8
-	case []int16:
-		dt = Int16
-	case []int32:
-		dt = Int32
-	case []int64:
-		dt = Int64
-	case []uint8:
-		dt = Uint8
-	case []uint16:
-		dt = Uint16
-	case []uint32:
-		dt = Uint32
-	case []uint64:
-		dt = Uint64
-	case []float32:
-		dt = FP32
-	case []float64:
-		dt = FP64
-	case [][]byte:
-		dt = Bytes
-	}
+	_, dt := describe(data)
 	return Tensor{Name: name, Datatype: dt, Shape: shape, Data: data}
 }
 
@@ -129,41 +103,49 @@ func TensorData[E Element](t Tensor) ([]E, error) {
 	d, ok := t.Data.([]E)
 	if !ok {
 		var zero []E
-		return nil, fmt.Errorf("oip: tensor %q holds %s elements (%T), not %T", t.Name, t.Datatype, t.Data, zero)
+		return nil, fmt.Errorf("oip: tensor %q holds %s elements (%T), not %T", echo(t.Name), t.Datatype, t.Data, zero)
 	}
 	return d, nil
+}
+
+// describe returns the length of a Data slice and the datatype its Go type stands for
+// (UINT16 for []uint16, which FP16 and BF16 also use); n is -1 and dt empty for any other
+// value.
+func describe(data any) (n int, dt Datatype) {
+	switch d := data.(type) {
+	case []bool:
+		return len(d), Bool
+	case []int8:
+		return len(d), Int8
+	case []int16:
+		return len(d), Int16
+	case []int32:
+		return len(d), Int32
+	case []int64:
+		return len(d), Int64
+	case []uint8:
+		return len(d), Uint8
+	case []uint16:
+		return len(d), Uint16
+	case []uint32:
+		return len(d), Uint32
+	case []uint64:
+		return len(d), Uint64
+	case []float32:
+		return len(d), FP32
+	case []float64:
+		return len(d), FP64
+	case [][]byte:
+		return len(d), Bytes
+	}
+	return -1, ""
 }
 
 // Len returns the number of elements in Data, or -1 when Data is not one of the supported
 // slice types.
 func (t Tensor) Len() int {
-	switch d := t.Data.(type) {
-	case []bool:
-		return len(d)
-	case []int8:
-		return len(d)
-	case []int16:
-		return len(d)
-	case []int32:
-		return len(d)
-	case []int64:
-		return len(d)
-	case []uint8:
-		return len(d)
-	case []uint16:
-		return len(d)
-	case []uint32:
-		return len(d)
-	case []uint64:
-		return len(d)
-	case []float32:
-		return len(d)
-	case []float64:
-		return len(d)
-	case [][]byte:
-		return len(d)
-	}
-	return -1
+	n, _ := describe(t.Data)
+	return n
 }
 
 // Validate checks that t has a name, a datatype the protocol defines, a Data slice of the Go
@@ -173,7 +155,7 @@ func (t Tensor) Validate() error {
 		return &TensorError{Reason: "has no name"}
 	}
 	if !t.Datatype.Valid() {
-		return &TensorError{Name: t.Name, Reason: fmt.Sprintf("unknown datatype %q", t.Datatype)}
+		return &TensorError{Name: t.Name, Reason: fmt.Sprintf("unknown datatype %q", echo(string(t.Datatype)))}
 	}
 	if !goTypeMatches(t.Datatype, t.Data) {
 		return &TensorError{Name: t.Name, Reason: fmt.Sprintf("datatype %s cannot hold Go data of type %T", t.Datatype, t.Data)}
@@ -189,33 +171,8 @@ func (t Tensor) Validate() error {
 }
 
 func goTypeMatches(dt Datatype, data any) bool {
-	switch data.(type) {
-	case []bool:
-		return dt == Bool
-	case []int8:
-		return dt == Int8
-	case []int16:
-		return dt == Int16
-	case []int32:
-		return dt == Int32
-	case []int64:
-		return dt == Int64
-	case []uint8:
-		return dt == Uint8
-	case []uint16:
-		return dt == Uint16 || dt == FP16 || dt == BF16
-	case []uint32:
-		return dt == Uint32
-	case []uint64:
-		return dt == Uint64
-	case []float32:
-		return dt == FP32
-	case []float64:
-		return dt == FP64
-	case [][]byte:
-		return dt == Bytes
-	}
-	return false
+	_, natural := describe(data)
+	return natural != "" && (dt == natural || (natural == Uint16 && dt.RawOnly()))
 }
 
 // maxElements bounds the element count a shape may imply. It keeps the byte size of any raw
@@ -242,17 +199,22 @@ func NumElements(shape []int64) (int64, error) {
 	return n, nil
 }
 
+// shapeString renders a shape for an error message, as "[2 3]". A shape comes from the
+// request, so it is echoed within maxEcho bytes: rendering stops once that is passed.
 func shapeString(shape []int64) string {
 	var b strings.Builder
 	b.WriteByte('[')
 	for i, d := range shape {
+		if b.Len() > maxEcho {
+			break
+		}
 		if i > 0 {
 			b.WriteByte(' ')
 		}
 		b.WriteString(strconv.FormatInt(d, 10))
 	}
 	b.WriteByte(']')
-	return b.String()
+	return echo(b.String())
 }
 
 // TensorError reports a malformed tensor: a bad shape, a datatype mismatch, or contents whose
@@ -280,7 +242,7 @@ func (e *TensorError) Error() string {
 		b.WriteString("tensor ")
 	}
 	if e.Name != "" {
-		b.WriteString(strconv.Quote(e.Name))
+		b.WriteString(strconv.Quote(echo(e.Name)))
 	} else {
 		b.WriteString("#")
 		b.WriteString(strconv.Itoa(e.Index))
