@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"slices"
 	"strconv"
 	"strings"
 )
@@ -19,12 +18,13 @@ type chatRequest struct {
 	includeUsage bool
 	maxTokens    int
 	promptTokens int
+	call         *functionTool // the function the answer must call; nil: text
 }
 
 // parseChat validates a chat completion request body.
 func (s *Server) parseChat(body []byte) (chatRequest, *apiError) {
 	var req chatRequest
-	f, e := parseObject(body)
+	f, e := s.parseFields(body)
 	if e != nil {
 		return req, e
 	}
@@ -37,7 +37,10 @@ func (s *Server) parseChat(body []byte) (chatRequest, *apiError) {
 	if req.stream, req.includeUsage, e = streamFlags(f); e != nil {
 		return req, e
 	}
-	req.maxTokens, e = maxTokens(f)
+	if req.maxTokens, e = maxTokens(f); e != nil {
+		return req, e
+	}
+	req.call, e = requestTools(f, chatTools)
 	return req, e
 }
 
@@ -57,20 +60,12 @@ func chatMessages(raw json.RawMessage) (int, *apiError) {
 	tokens := ReplyTokens
 	for i, m := range msgs {
 		param := fmt.Sprintf("messages[%d]", i)
-		var msg fields
-		if json.Unmarshal(m, &msg) != nil || msg == nil {
-			return 0, invalidType(param, "an object", m)
-		}
-		if !msg.present("role") {
-			return 0, missing(param + ".role")
-		}
-		role, e := str(msg["role"], param+".role")
+		msg, e := parseObjectAt(m, param)
 		if e != nil {
 			return 0, e
 		}
-		if !slices.Contains(chatRoles, role) {
-			return 0, invalidRequest(fmt.Sprintf("Invalid value: '%s'. Supported values are: 'system', 'assistant', 'user', 'function', 'tool', and 'developer'.", role),
-				param+".role", "invalid_value")
+		if e := checkRole(msg, param, chatRoles); e != nil {
+			return 0, e
 		}
 		text, e := messageText(msg["content"], param+".content")
 		if e != nil {
@@ -111,15 +106,41 @@ func messageText(raw json.RawMessage, param string) (int, *apiError) {
 	return n, nil
 }
 
-// completionLength returns how many content chunks a response carries under a token limit
-// (0: none), and its finish reason.
-func (s *Server) completionLength(limit int) (chunks int, finish string) {
-	chunks = s.cfg.chunks
+// An answer is what the server generates for a request: text of `chunks` content chunks,
+// or a call of a function the request forces.
+type answer struct {
+	chunks int
+	// finish is the chat finish reason: "stop", "length" (the text was cut by the token
+	// limit) or "tool_calls".
+	finish string
+	call   *toolCall
+}
+
+// answerFor returns the answer to a request with a token limit (0: none) that forces a call
+// of fn (nil: text). A tool call is never cut by the limit.
+func (s *Server) answerFor(limit int, fn *functionTool) answer {
+	if fn != nil {
+		c := callFor(fn, s.cfg.chunks)
+		return answer{finish: "tool_calls", call: &c}
+	}
+	chunks := s.cfg.chunks
 	per := CountTokens(s.cfg.chunkText)
 	if limit > 0 && per > 0 && chunks*per > limit {
-		return limit / per, "length"
+		return answer{chunks: limit / per, finish: "length"}
 	}
-	return chunks, "stop"
+	return answer{chunks: chunks, finish: "stop"}
+}
+
+// text returns the answer's whole text.
+func (s *Server) text(a answer) string { return strings.Repeat(s.cfg.chunkText, a.chunks) }
+
+// completionTokens returns the tokens the server counts for an answer: chunks × the words
+// of the chunk text, or one per delta of a tool call's arguments.
+func (s *Server) completionTokens(a answer) int {
+	if a.call != nil {
+		return len(a.call.pieces)
+	}
+	return a.chunks * CountTokens(s.cfg.chunkText)
 }
 
 // usage is the token usage object of chat and text completions.
@@ -131,8 +152,7 @@ type usage struct {
 	CompletionTokensDetails map[string]int `json:"completion_tokens_details,omitempty"`
 }
 
-func (s *Server) usageFor(prompt, chunks int, details bool) usage {
-	completion := chunks * CountTokens(s.cfg.chunkText)
+func usageFor(prompt, completion int, details bool) usage {
 	u := usage{PromptTokens: prompt, CompletionTokens: completion, TotalTokens: prompt + completion}
 	if details {
 		u.PromptTokensDetails = map[string]int{"cached_tokens": 0, "audio_tokens": 0}
@@ -146,9 +166,23 @@ func (s *Server) usageFor(prompt, chunks int, details bool) usage {
 const fingerprint = "fp_llmtest"
 
 type chatMessage struct {
-	Role    string  `json:"role"`
-	Content string  `json:"content"`
-	Refusal *string `json:"refusal"`
+	Role      string         `json:"role"`
+	Content   *string        `json:"content"`
+	ToolCalls []chatToolCall `json:"tool_calls,omitempty"`
+	Refusal   *string        `json:"refusal"`
+}
+
+// chatToolCall is a tool call of a chat message, and (with Index) of a stream delta.
+type chatToolCall struct {
+	Index    *int         `json:"index,omitempty"`
+	ID       string       `json:"id,omitempty"`
+	Type     string       `json:"type,omitempty"`
+	Function chatFunction `json:"function"`
+}
+
+type chatFunction struct {
+	Name      string `json:"name,omitempty"`
+	Arguments string `json:"arguments"`
 }
 
 type chatChoice struct {
@@ -170,9 +204,10 @@ type chatCompletion struct {
 }
 
 type chatDelta struct {
-	Role    string  `json:"role,omitempty"`
-	Content *string `json:"content,omitempty"`
-	Refusal *string `json:"refusal,omitempty"`
+	Role      string         `json:"role,omitempty"`
+	Content   *string        `json:"content,omitempty"`
+	ToolCalls []chatToolCall `json:"tool_calls,omitempty"`
+	Refusal   *string        `json:"refusal,omitempty"`
 }
 
 type chatChunkChoice struct {
@@ -214,50 +249,87 @@ func (x *exchange) chat() {
 		x.writeAPIError(e)
 		return
 	}
+	a, ok := x.generate(req.model, req.promptTokens, req.maxTokens, req.call)
+	if !ok {
+		return
+	}
 	id := "chatcmpl-" + strconv.Itoa(x.rec.Seq)
-	chunks, finish := x.s.completionLength(req.maxTokens)
-	u := x.s.usageFor(req.promptTokens, chunks, true)
+	u := usageFor(req.promptTokens, x.s.completionTokens(a), true)
 	if !req.stream {
+		msg := chatMessage{Role: "assistant"}
+		if a.call != nil {
+			msg.ToolCalls = []chatToolCall{{ID: callID(x.rec.Seq), Type: "function",
+				Function: chatFunction{Name: a.call.name, Arguments: a.call.arguments()}}}
+		} else {
+			text := x.s.text(a)
+			msg.Content = &text
+		}
 		x.respondJSON(append(mustJSON(chatCompletion{
 			ID: id, Object: "chat.completion", Created: x.created, Model: req.model,
-			Choices: []chatChoice{{
-				Message:      chatMessage{Role: "assistant", Content: strings.Repeat(x.s.cfg.chunkText, chunks)},
-				Logprobs:     jsonNull,
-				FinishReason: finish,
-			}},
-			Usage: u, ServiceTier: "default", SystemFingerprint: fingerprint,
+			Choices: []chatChoice{{Message: msg, Logprobs: jsonNull, FinishReason: a.finish}},
+			Usage:   u, ServiceTier: "default", SystemFingerprint: fingerprint,
 		}), '\n'))
 		return
 	}
+	x.stream(x.chatStream(id, req, a, u))
+}
+
+// callID is the id of the tool call answering request seq.
+func callID(seq int) string { return "call_" + strconv.Itoa(seq) }
+
+// chatStream returns the plan of a streamed chat completion.
+func (x *exchange) chatStream(id string, req chatRequest, a answer, u usage) *streamPlan {
 	var usageField json.RawMessage
 	if req.includeUsage {
 		usageField = jsonNull
 	}
-	chunk := func(d chatDelta, finish *string) []byte {
-		return mustJSON(chatChunk{
+	chunk := func(d chatDelta, finish *string) streamEvent {
+		return fixedEvent(mustJSON(chatChunk{
 			ID: id, Object: "chat.completion.chunk", Created: x.created, Model: req.model,
 			ServiceTier: "default", SystemFingerprint: fingerprint,
 			Choices: []chatChunkChoice{{Delta: d, Logprobs: jsonNull, FinishReason: finish}},
 			Usage:   usageField,
-		})
+		}))
 	}
-	empty, text := "", x.s.cfg.chunkText
-	p := streamPlan{
-		role:    chunk(chatDelta{Role: "assistant", Content: &empty, Refusal: nil}, nil),
-		content: chunk(chatDelta{Content: &text}, nil),
-		chunks:  chunks,
-		padded: func(n int) []byte {
+	argsChunk := func(args string) streamEvent {
+		zero := 0
+		return chunk(chatDelta{ToolCalls: []chatToolCall{{Index: &zero, Function: chatFunction{Arguments: args}}}}, nil)
+	}
+	p := &streamPlan{
+		done:       true,
+		terminal:   []streamEvent{chunk(chatDelta{}, &a.finish)},
+		errorEvent: chunkError,
+	}
+	if a.call != nil {
+		zero, call := 0, a.call
+		header := chunk(chatDelta{Role: "assistant", ToolCalls: []chatToolCall{{
+			Index: &zero, ID: callID(x.rec.Seq), Type: "function", Function: chatFunction{Name: call.name},
+		}}}, nil)
+		p.outputs = 1 + len(call.pieces)
+		p.output = func(i int) streamEvent {
+			if i == 0 {
+				return header
+			}
+			return argsChunk(call.pieces[i-1])
+		}
+		p.padded = func(n int) streamEvent { return argsChunk(padSpaces(n)) }
+	} else {
+		empty, text := "", x.s.cfg.chunkText
+		content := chunk(chatDelta{Content: &text}, nil)
+		p.head = []streamEvent{chunk(chatDelta{Role: "assistant", Content: &empty}, nil)}
+		p.outputs = a.chunks
+		p.output = func(int) streamEvent { return content }
+		p.padded = func(n int) streamEvent {
 			pad := padText(n)
 			return chunk(chatDelta{Content: &pad}, nil)
-		},
-		final: chunk(chatDelta{}, &finish),
+		}
 	}
 	if req.includeUsage {
-		p.usage = mustJSON(chatChunk{
+		p.terminal = append(p.terminal, fixedEvent(mustJSON(chatChunk{
 			ID: id, Object: "chat.completion.chunk", Created: x.created, Model: req.model,
 			ServiceTier: "default", SystemFingerprint: fingerprint,
 			Choices: []chatChunkChoice{}, Usage: mustJSON(u),
-		})
+		})))
 	}
-	x.stream(p)
+	return p
 }

@@ -3,7 +3,6 @@ package llmtest
 import (
 	"encoding/json"
 	"strconv"
-	"strings"
 )
 
 // maxPrompts bounds the prompts of a text completion request and the inputs of an
@@ -22,7 +21,7 @@ type completionRequest struct {
 // parseCompletion validates a text completion request body.
 func (s *Server) parseCompletion(body []byte) (completionRequest, *apiError) {
 	var req completionRequest
-	f, e := parseObject(body)
+	f, e := s.parseFields(body)
 	if e != nil {
 		return req, e
 	}
@@ -68,8 +67,12 @@ func (x *exchange) completions() {
 		return
 	}
 	id := "cmpl-" + strconv.Itoa(x.rec.Seq)
-	chunks, finish := x.s.completionLength(req.maxTokens)
-	u := mustJSON(x.s.usageFor(req.promptTokens, chunks, false))
+	a, ok := x.generate(req.model, req.promptTokens, req.maxTokens, nil)
+	if !ok {
+		return
+	}
+	chunks, finish := a.chunks, a.finish
+	u := mustJSON(usageFor(req.promptTokens, x.s.completionTokens(a), false))
 	body := func(text string, finish *string, usage json.RawMessage, choices bool) []byte {
 		c := textCompletion{
 			ID: id, Object: "text_completion", Created: x.created, Model: req.model,
@@ -81,21 +84,24 @@ func (x *exchange) completions() {
 		return mustJSON(c)
 	}
 	if !req.stream {
-		x.respondJSON(append(body(strings.Repeat(x.s.cfg.chunkText, chunks), &finish, u, true), '\n'))
+		x.respondJSON(append(body(x.s.text(a), &finish, u, true), '\n'))
 		return
 	}
 	var usageField json.RawMessage
 	if req.includeUsage {
 		usageField = jsonNull
 	}
-	p := streamPlan{
-		content: body(x.s.cfg.chunkText, nil, usageField, true),
-		chunks:  chunks,
-		padded:  func(n int) []byte { return body(padText(n), nil, usageField, true) },
-		final:   body("", &finish, usageField, true),
+	content := fixedEvent(body(x.s.cfg.chunkText, nil, usageField, true))
+	p := &streamPlan{
+		outputs:    chunks,
+		output:     func(int) streamEvent { return content },
+		terminal:   []streamEvent{fixedEvent(body("", &finish, usageField, true))},
+		done:       true,
+		padded:     func(n int) streamEvent { return fixedEvent(body(padText(n), nil, usageField, true)) },
+		errorEvent: chunkError,
 	}
 	if req.includeUsage {
-		p.usage = body("", nil, u, false)
+		p.terminal = append(p.terminal, fixedEvent(body("", nil, u, false)))
 	}
 	x.stream(p)
 }

@@ -23,7 +23,7 @@ type embeddingRequest struct {
 // parseEmbedding validates an embeddings request body.
 func (s *Server) parseEmbedding(body []byte) (embeddingRequest, *apiError) {
 	var req embeddingRequest
-	f, e := parseObject(body)
+	f, e := s.parseFields(body)
 	if e != nil {
 		return req, e
 	}
@@ -51,7 +51,7 @@ func (s *Server) parseEmbedding(body []byte) (embeddingRequest, *apiError) {
 	case "base64":
 		req.base64 = true
 	default:
-		return req, invalidRequest("Invalid value: '"+format+"'. Supported values are: 'float' and 'base64'.", "encoding_format", "invalid_value")
+		return req, invalidValue(format, "encoding_format", []string{"float", "base64"})
 	}
 	dim, e := integer(f["dimensions"], "dimensions", 1, maxEmbeddingDimension)
 	if e != nil {
@@ -131,6 +131,13 @@ func (x *exchange) embeddings() {
 		x.writeAPIError(e)
 		return
 	}
+	prompt := 0
+	for _, in := range req.inputs {
+		prompt += in.tokenCount()
+	}
+	if !x.admit(req.model, prompt) {
+		return
+	}
 	out := embeddingList{Object: "list", Model: req.model, Data: make([]embeddingItem, len(req.inputs))}
 	for i, in := range req.inputs {
 		var v []float32
@@ -147,8 +154,7 @@ func (x *exchange) embeddings() {
 			}
 			out.Data[i].Embedding = base64.StdEncoding.EncodeToString(b)
 		}
-		out.Usage.PromptTokens += in.tokenCount()
 	}
-	out.Usage.TotalTokens = out.Usage.PromptTokens
+	out.Usage.PromptTokens, out.Usage.TotalTokens = prompt, prompt
 	x.respondJSON(append(mustJSON(out), '\n'))
 }

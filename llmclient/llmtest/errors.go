@@ -16,6 +16,15 @@ type apiError struct {
 
 func (e *apiError) Error() string { return e.Message }
 
+// codeOrType returns e's code, or its type if it has none: the code of a Responses error
+// event or failed response, which has no type field.
+func (e *apiError) codeOrType() string {
+	if e.Code != nil {
+		return *e.Code
+	}
+	return e.Type
+}
+
 // newAPIError returns an error object; empty param and code become null.
 func newAPIError(status int, typ, message, param, code string) *apiError {
 	e := &apiError{status: status, Type: typ, Message: message}
@@ -83,6 +92,12 @@ func statusError(f Fault) *apiError {
 // eventError returns the error object of a KindErrorEvent fault.
 func eventError(f Fault) *apiError {
 	return overrideError(newAPIError(http.StatusOK, "overloaded_error", "Overloaded", "", ""), f)
+}
+
+// failedError returns the error object of a KindResponseFailed fault.
+func failedError(f Fault) *apiError {
+	return overrideError(newAPIError(http.StatusOK, "server_error",
+		"The server had an error while processing your request. Sorry about that!", "", "server_error"), f)
 }
 
 // overrideError applies the Message, Type, Code and Param of f to e.

@@ -2,11 +2,13 @@ package llmtest_test
 
 import (
 	"bufio"
+	"compress/gzip"
 	"encoding/json"
 	"errors"
 	"io"
 	"net"
 	"net/http"
+	"reflect"
 	"strconv"
 	"strings"
 	"syscall"
@@ -357,5 +359,106 @@ func TestCloseEndsStall(t *testing.T) {
 	rest, err := io.ReadAll(br)
 	if err == nil && strings.Contains(string(rest), "[DONE]") {
 		t.Errorf("the stalled stream finished after Close: %q", rest)
+	}
+}
+
+// TestGzipBomb reads a bomb both raw (the transport does not decode it) and through a Go
+// client that decodes it.
+func TestGzipBomb(t *testing.T) {
+	t.Parallel()
+	srv := llmtest.NewTestServer(t)
+	raw := srv.Transport()
+	raw.DisableCompression = true
+	rawClient := &http.Client{Transport: raw}
+	const size = 1 << 20
+	const embed = `{"model":"m","input":"x"}`
+	normal := post(t, srv, llmtest.PathEmbeddings, embed)
+
+	srv.Enqueue(llmtest.GzipBomb(size))
+	r := do(t, rawClient, "POST", srv.URL+llmtest.PathEmbeddings, embed)
+	if cl := r.header.Get("Content-Length"); r.status != 200 || r.header.Get("Content-Encoding") != "gzip" ||
+		cl != "" && cl != strconv.Itoa(len(r.body)) || len(r.body) > 16<<10 {
+		t.Fatalf("raw: %d, headers %v, %d bytes on the wire", r.status, r.header, len(r.body))
+	}
+	zr, err := gzip.NewReader(strings.NewReader(r.body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	decoded, err := io.ReadAll(zr)
+	if err != nil || len(decoded) != size {
+		t.Fatalf("decoded %d bytes, %v; want %d", len(decoded), err, size)
+	}
+	var a, b any
+	if json.Unmarshal(decoded, &a) != nil || json.Unmarshal([]byte(normal.body), &b) != nil || !reflect.DeepEqual(a, b) {
+		t.Error("the decoded bomb is not the normal answer padded with whitespace")
+	}
+
+	// Go's transport asked for gzip itself, so it decodes the bomb whole.
+	srv.Enqueue(llmtest.GzipBomb(size))
+	if r := post(t, srv, llmtest.PathEmbeddings, embed); r.status != 200 || len(r.body) != size {
+		t.Errorf("decoded by the client: %d, %d bytes", r.status, len(r.body))
+	}
+	// A body larger than the size is sent as is (gzip-encoded).
+	srv.Enqueue(llmtest.GzipBomb(10))
+	if r := post(t, srv, llmtest.PathEmbeddings, embed); r.body != strings.TrimSuffix(normal.body, "\n") {
+		t.Errorf("small bomb: %q", r.body)
+	}
+
+	// A stream carries one padding chunk and still ends with [DONE].
+	srv.Enqueue(llmtest.Fault{Kind: llmtest.KindGzipBomb, Size: 256 << 10, AfterChunks: 1})
+	r = do(t, rawClient, "POST", srv.URL+llmtest.PathChatCompletions, streamBody)
+	if r.header.Get("Content-Encoding") != "gzip" || len(r.body) > 16<<10 {
+		t.Fatalf("stream: headers %v, %d bytes on the wire", r.header, len(r.body))
+	}
+	zr, err = gzip.NewReader(strings.NewReader(r.body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	decoded, err = io.ReadAll(zr)
+	data := sseData(string(decoded))
+	if err != nil || len(data) != 1+llmtest.DefaultChunks+1+1+1 || !strings.Contains(data[2], strings.Repeat("x", 256<<10)) || data[len(data)-1] != "[DONE]" {
+		t.Errorf("stream: %d events, %v", len(data), err)
+	}
+}
+
+// TestTruncate shows a stream that ends cleanly without its terminal events: go-openai
+// cannot tell it from a finished stream, which is what tests of truncation detection need.
+func TestTruncate(t *testing.T) {
+	t.Parallel()
+	srv := llmtest.NewTestServer(t)
+	srv.Enqueue(llmtest.Truncate(2))
+	r := post(t, srv, llmtest.PathChatCompletions, `{"model":"m","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"hi"}]}`)
+	data := sseData(r.body)
+	if r.err != nil || len(data) != 3 || strings.Contains(r.body, "[DONE]") || strings.Contains(r.body, `"finish_reason":"`) {
+		t.Errorf("chat: %d events, %v: %q", len(data), r.err, r.body)
+	}
+	srv.Enqueue(llmtest.Truncate(1))
+	s, err := newOpenAI(srv).CreateCompletionStream(t.Context(), openai.CompletionRequest{Model: "m", Prompt: "p"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var n int
+	for range 10 {
+		if _, err = s.Recv(); err != nil {
+			break
+		}
+		n++
+	}
+	if n != 1 || !errors.Is(err, io.EOF) {
+		t.Errorf("completions through go-openai: %d events, then %v; want 1, then EOF", n, err)
+	}
+}
+
+// TestResponseFailedOnChat shows KindResponseFailed acting as KindErrorEvent where the
+// route has no response.failed event.
+func TestResponseFailedOnChat(t *testing.T) {
+	t.Parallel()
+	srv := llmtest.NewTestServer(t)
+	srv.Enqueue(llmtest.ResponseFailed(1))
+	r := post(t, srv, llmtest.PathChatCompletions, streamBody)
+	data := sseData(r.body)
+	if len(data) != 3 || data[2] != `{"error":{"message":"Overloaded","type":"overloaded_error","param":null,"code":null}}` {
+		t.Errorf("%q", data)
 	}
 }

@@ -17,6 +17,7 @@ const (
 	PathCompletions     = "/v1/completions"
 	PathEmbeddings      = "/v1/embeddings"
 	PathModels          = "/v1/models"
+	PathResponses       = "/v1/responses"
 )
 
 // exchange is one request being answered.
@@ -133,20 +134,7 @@ func (x *exchange) writeHeader(status int) {
 	}
 	f := x.fault
 	if f.RetryAfter > 0 {
-		secs := strconv.FormatInt(int64((f.RetryAfter+time.Second-1)/time.Second), 10)
-		ms := strconv.FormatInt(int64((f.RetryAfter+time.Millisecond-1)/time.Millisecond), 10)
-		switch f.RetryAfterFormat {
-		case RetryAfterSeconds:
-			h.Set("Retry-After", secs)
-		case RetryAfterDate:
-			at := time.Now().Add(f.RetryAfter + time.Second - 1).Truncate(time.Second)
-			h.Set("Retry-After", at.UTC().Format(http.TimeFormat))
-		case RetryAfterMillis:
-			h.Set("Retry-After-Ms", ms)
-		case RetryAfterSecondsAndMillis:
-			h.Set("Retry-After", secs)
-			h.Set("Retry-After-Ms", ms)
-		}
+		setRetryAfter(h, f.RetryAfter, f.RetryAfterFormat)
 	}
 	if f.UpstreamServiceTime > 0 {
 		h.Set("X-Envoy-Upstream-Service-Time", strconv.FormatInt(f.UpstreamServiceTime.Milliseconds(), 10))
@@ -160,8 +148,29 @@ func (x *exchange) writeHeader(status int) {
 	x.w.WriteHeader(status)
 }
 
+// setRetryAfter writes a retry hint of d in the given format.
+func setRetryAfter(h http.Header, d time.Duration, format RetryAfterFormat) {
+	secs := strconv.FormatInt(int64((d+time.Second-1)/time.Second), 10)
+	ms := strconv.FormatInt(int64((d+time.Millisecond-1)/time.Millisecond), 10)
+	switch format {
+	case RetryAfterSeconds:
+		h.Set("Retry-After", secs)
+	case RetryAfterDate:
+		at := time.Now().Add(d + time.Second - 1).Truncate(time.Second)
+		h.Set("Retry-After", at.UTC().Format(http.TimeFormat))
+	case RetryAfterMillis:
+		h.Set("Retry-After-Ms", ms)
+	case RetryAfterSecondsAndMillis:
+		h.Set("Retry-After", secs)
+		h.Set("Retry-After-Ms", ms)
+	}
+}
+
 // flush sends what was written so far; it reports false if the client is gone.
 func (x *exchange) flush() bool {
+	if g, ok := x.w.(*gzipWriter); ok && g.zw.Flush() != nil {
+		return false
+	}
 	err := x.rc.Flush()
 	return err == nil || errors.Is(err, http.ErrNotSupported)
 }
@@ -176,6 +185,8 @@ func (x *exchange) route() {
 		x.post(x.completions)
 	case path == PathEmbeddings:
 		x.post(x.embeddings)
+	case path == PathResponses:
+		x.post(x.responses)
 	case path == PathModels:
 		x.get(x.listModels)
 	case strings.HasPrefix(path, PathModels+"/") && len(path) > len(PathModels)+1:

@@ -2,6 +2,7 @@ package llmtest
 
 import (
 	"bytes"
+	"compress/gzip"
 	"net"
 	"net/http"
 	"strconv"
@@ -89,18 +90,21 @@ func (x *exchange) respondJSON(body []byte) {
 		x.writeHeader(http.StatusOK)
 		_, _ = x.w.Write(body[:len(body)/2])
 		x.abort()
-	case KindErrorEvent:
+	case KindErrorEvent, KindResponseFailed:
 		e := errorBody(eventError(f))
 		h.Set("Content-Length", strconv.Itoa(len(e)))
 		x.writeHeader(http.StatusOK)
 		_, _ = x.w.Write(e)
-	case KindMalformedJSON:
+	case KindMalformedJSON, KindTruncate:
 		half := body[:len(body)/2]
 		h.Set("Content-Length", strconv.Itoa(len(half)))
 		x.writeHeader(http.StatusOK)
 		_, _ = x.w.Write(half)
 	case KindOversized:
 		x.writeOversized(body, oversize(f))
+	case KindGzipBomb:
+		defer x.gzipBody()()
+		x.writeOversized(body, max(oversize(f)-len(bytes.TrimRight(body, "\n")), 0))
 	default:
 		h.Set("Content-Length", strconv.Itoa(len(body)))
 		x.writeHeader(http.StatusOK)
@@ -116,8 +120,8 @@ func oversize(f Fault) int {
 	return f.Size
 }
 
-// writeOversized writes body with pad bytes of whitespace before its closing brace, in
-// pieces, so that the padding is never held in memory whole.
+// writeOversized writes body (without its final newline) with pad bytes of whitespace before
+// its closing brace, in pieces, so that the padding is never held in memory whole.
 func (x *exchange) writeOversized(body []byte, pad int) {
 	body = bytes.TrimRight(body, "\n")
 	x.w.Header().Set("Content-Length", strconv.Itoa(len(body)+pad))
@@ -134,4 +138,30 @@ func (x *exchange) writeOversized(body []byte, pad int) {
 		pad -= n
 	}
 	_, _ = x.w.Write(body[len(body)-1:])
+}
+
+// gzipWriter is the response writer of a KindGzipBomb response: it sends the body
+// gzip-encoded.
+type gzipWriter struct {
+	http.ResponseWriter
+	zw *gzip.Writer
+}
+
+func (g *gzipWriter) WriteHeader(code int) {
+	h := g.Header()
+	h.Del("Content-Length")
+	h.Set("Content-Encoding", "gzip")
+	g.ResponseWriter.WriteHeader(code)
+}
+
+func (g *gzipWriter) Write(b []byte) (int, error) { return g.zw.Write(b) }
+
+// gzipBody makes the rest of the response gzip-encoded (at the fastest level: the padding
+// compresses about 800 to 1 anyway) and returns the func that ends the encoding. Call it
+// before the status is written.
+func (x *exchange) gzipBody() (end func()) {
+	g := &gzipWriter{ResponseWriter: x.w}
+	g.zw, _ = gzip.NewWriterLevel(x.w, gzip.BestSpeed) // a valid level cannot fail
+	x.w = g
+	return func() { _ = g.zw.Close() }
 }

@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"github.com/infermesh/infermesh/llmclient/llmtest"
+	oai "github.com/openai/openai-go/v3"
+	"github.com/openai/openai-go/v3/option"
 	openai "github.com/sashabaranov/go-openai"
 	"go.uber.org/goleak"
 )
@@ -24,6 +26,18 @@ func newOpenAI(srv *llmtest.Server) *openai.Client {
 	cfg.BaseURL = srv.URL + "/v1"
 	cfg.HTTPClient = srv.Client()
 	return openai.NewClientWithConfig(cfg)
+}
+
+// newOpenAIGo returns an openai-go client for srv, through the server's own client, with
+// the SDK's retries off unless opts turn them on.
+func newOpenAIGo(srv *llmtest.Server, opts ...option.RequestOption) *oai.Client {
+	c := oai.NewClient(append([]option.RequestOption{
+		option.WithAPIKey("sk-test"),
+		option.WithBaseURL(srv.URL + "/v1"),
+		option.WithHTTPClient(srv.Client()),
+		option.WithMaxRetries(0),
+	}, opts...)...)
+	return &c
 }
 
 // userChat is a one-message chat request.
@@ -70,6 +84,29 @@ func sseData(body string) []string {
 	for _, ev := range strings.Split(body, "\n\n") {
 		if d, ok := strings.CutPrefix(ev, "data: "); ok {
 			out = append(out, d)
+		}
+	}
+	return out
+}
+
+// An sseEvent is one event of an SSE body: its "event:" name (empty if none) and its data.
+type sseEvent struct{ name, data string }
+
+// sseEvents returns the events of an SSE body, in order; a last event cut short (no blank
+// line after it) is returned too.
+func sseEvents(body string) []sseEvent {
+	var out []sseEvent
+	for _, block := range strings.Split(body, "\n\n") {
+		var ev sseEvent
+		for _, line := range strings.Split(block, "\n") {
+			if v, ok := strings.CutPrefix(line, "event: "); ok {
+				ev.name = v
+			} else if v, ok := strings.CutPrefix(line, "data: "); ok {
+				ev.data = v
+			}
+		}
+		if ev != (sseEvent{}) {
+			out = append(out, ev)
 		}
 	}
 	return out

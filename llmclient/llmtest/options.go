@@ -35,19 +35,23 @@ type optionFunc func(*config)
 func (f optionFunc) apply(c *config) { f(c) }
 
 type config struct {
-	seed          uint64
-	phase         Phase
-	latency       Distribution
-	interval      Distribution
-	chunks        int
-	chunkText     string
-	dimension     int
-	maxBody       int64
-	models        []string
-	checkModels   bool
-	middleware    []func(http.Handler) http.Handler
-	maxRecords    int
-	invalidOption string
+	seed         uint64
+	phase        Phase
+	latency      Distribution
+	interval     Distribution
+	chunks       int
+	chunkText    string
+	dimension    int
+	maxBody      int64
+	models       []string
+	checkModels  bool
+	middleware   []func(http.Handler) http.Handler
+	maxRecords   int
+	streamFormat StreamFormat
+	// rejectStreamOptions answers 400 to any request carrying stream_options.
+	rejectStreamOptions bool
+	rateLimit           RateLimit
+	invalidOption       string
 }
 
 func defaultConfig() config {
@@ -96,14 +100,17 @@ func WithLatency(d Distribution) Option {
 }
 
 // WithChunkInterval waits a duration drawn from d before each content chunk of a stream
-// (default: no wait), so that the time to the first content chunk is latency + one interval.
+// (each event that carries output: a text or argument delta, a tool-call chunk; default: no
+// wait), so that the time to the first content chunk is latency + one interval.
 func WithChunkInterval(d Distribution) Option {
 	return optionFunc(func(c *config) { c.interval = d })
 }
 
-// WithChunks sets the completion every chat and text completion returns: n content chunks
-// (default [DefaultChunks]), each holding text (default [DefaultChunkText]). A non-streamed
-// completion's content is the n texts joined. n may be 0; n must not be negative.
+// WithChunks sets the completion every chat completion, text completion and Responses answer
+// returns: n content chunks or output_text deltas (default [DefaultChunks]), each holding
+// text (default [DefaultChunkText]). A non-streamed answer's text is the n texts joined. A
+// tool call's arguments are split into at most n pieces (at least one). n may be 0; n must
+// not be negative.
 func WithChunks(n int, text string) Option {
 	return optionFunc(func(c *config) {
 		if n < 0 {
@@ -170,4 +177,43 @@ func WithMaxRecords(n int) Option {
 		}
 		c.maxRecords = n
 	})
+}
+
+// A StreamFormat is how the server frames and labels a streamed answer ([WithStreamFormat]).
+type StreamFormat int
+
+const (
+	// StreamSSE is the OpenAI API's format, the default: Content-Type
+	// "text/event-stream; charset=utf-8", each event "data: {json}" and a blank line (a
+	// Responses event is preceded by its "event: <type>" line), chat and text completion
+	// streams ending with "data: [DONE]".
+	StreamSSE StreamFormat = iota
+	// StreamSSEUntyped is the same body sent without any Content-Type header, as some servers
+	// send it.
+	StreamSSEUntyped
+	// StreamNDJSON is Content-Type "application/x-ndjson": one JSON object (a chunk, or a
+	// Responses event) per line, with no "data:" or "event:" prefix and no [DONE].
+	StreamNDJSON
+
+	streamFormatCount
+)
+
+// WithStreamFormat makes the server serve streams in format f (default [StreamSSE]), for
+// tests of clients that detect a stream from its headers or its first bytes.
+func WithStreamFormat(f StreamFormat) Option {
+	return optionFunc(func(c *config) {
+		if f < 0 || f >= streamFormatCount {
+			c.invalid("WithStreamFormat: %d is not a known format", int(f))
+		}
+		c.streamFormat = f
+	})
+}
+
+// WithRejectStreamOptions makes the server behave as strict OpenAI-compatible servers that
+// reject unknown fields do: any request carrying a stream_options field (even null) gets 400
+// {"error":{"message":"Unknown parameter: 'stream_options'.","type":"invalid_request_error",
+// "param":"stream_options","code":"unknown_parameter"}}. The same request without the field
+// is answered as usual. By default stream_options is accepted with "stream": true.
+func WithRejectStreamOptions() Option {
+	return optionFunc(func(c *config) { c.rejectStreamOptions = true })
 }

@@ -8,14 +8,15 @@ import (
 // A Request is the record of one request the server received, faulted or not.
 type Request struct {
 	// Seq is the request's arrival number, from 1. Response ids derive from it: the
-	// response to request 3 has id "chatcmpl-3" (chat) or "cmpl-3" (completions), and every
-	// response from the server itself carries x-request-id "req_3".
+	// response to request 3 has id "chatcmpl-3" (chat), "cmpl-3" (completions) or "resp_3"
+	// (responses), and every response from the server itself carries x-request-id "req_3".
 	Seq int
 	// Time is when the request arrived (from the fake clock under testing/synctest).
 	Time time.Time
 	// Method and Path are the request's method and URL path; RawQuery is its query string.
 	Method, Path, RawQuery string
-	// Header is a copy of the request headers.
+	// Header is a copy of the request headers, such as Authorization or the
+	// X-Stainless-Retry-Count that openai-go sends with each attempt.
 	Header http.Header
 	// Body is the request body, gzip-decoded if it was sent with Content-Encoding: gzip, and
 	// cut at the body limit ([WithMaxBodyBytes]) if it was larger.
@@ -23,7 +24,8 @@ type Request struct {
 	// Fault is the fault chosen for the request (the zero Fault if none). A request whose
 	// body could not be read (too large, bad encoding) gets no fault. Faults that shape a
 	// successful response (KindStall, KindStreamReset, KindErrorEvent, KindMalformedJSON,
-	// KindOversized) do not apply to a request that fails validation: it gets its 4xx error.
+	// KindOversized, KindTruncate, KindResponseFailed, KindGzipBomb) do not apply to a request
+	// that fails validation or that a rate limit refuses: it gets its 4xx error.
 	Fault Fault
 	// Phase is the name of the phase that was active when the request arrived.
 	Phase string

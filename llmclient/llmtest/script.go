@@ -9,7 +9,7 @@ import (
 // chance (Probability). A rule with only a Fault set strikes every request.
 type Rule struct {
 	// Path restricts the rule to requests for this exact URL path, such as
-	// "/v1/chat/completions"; empty matches every path.
+	// [PathChatCompletions] or [PathResponses]; empty matches every path.
 	Path string
 	// Fault is what happens to a request the rule strikes.
 	Fault Fault

@@ -43,6 +43,7 @@ type Server struct {
 	records    []Request
 	script     *script
 	delays     *delayer
+	limits     *limiter // nil without WithRateLimit
 }
 
 // NewServer returns a server listening on 127.0.0.1 with the given options. The caller
@@ -77,6 +78,7 @@ func NewUnstartedServer(opts ...Option) *Server {
 		mem:    newMemListener(),
 		script: newScript(cfg.seed, cfg.phase),
 		delays: newDelayer(cfg.seed),
+		limits: newLimiter(cfg.rateLimit),
 	}
 	var h http.Handler = http.HandlerFunc(s.serveHTTP)
 	for i := len(cfg.middleware) - 1; i >= 0; i-- {

@@ -5,12 +5,15 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
 
 	"github.com/infermesh/infermesh/llmclient/llmtest"
+	oai "github.com/openai/openai-go/v3"
+	"github.com/openai/openai-go/v3/responses"
 	openai "github.com/sashabaranov/go-openai"
 )
 
@@ -262,6 +265,34 @@ func TestCompletionStreamStall(t *testing.T) {
 		first, err := s.Recv()
 		if err != nil || first.Choices[0].Text != "z " || time.Since(start) != time.Second {
 			t.Errorf("first event %+v, %v after %v; want text after 1s", first, err, time.Since(start))
+		}
+	})
+}
+
+// TestResponsesStallBeforeFirstDelta shows StallBeforeFirstChunk on a Responses stream: the
+// events that carry no output come at once, the first delta after the stall and its chunk
+// interval.
+func TestResponsesStallBeforeFirstDelta(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv, _ := memServer(t, llmtest.WithChunks(3, "a "), llmtest.WithChunkInterval(llmtest.Fixed(10*time.Millisecond)))
+		srv.Enqueue(llmtest.StallBeforeFirstChunk(2*time.Second),
+			llmtest.Fault{Kind: llmtest.KindStall, HeadersOnly: true, Duration: time.Second})
+		params := responses.ResponseNewParams{Model: "m", Input: responses.ResponseNewParamsInputUnion{OfString: oai.String("hi")}}
+		ms := time.Millisecond
+		for _, want := range [][]time.Duration{
+			{0, 0, 0, 0, 2010 * ms, 2020 * ms, 2030 * ms, 2030 * ms, 2030 * ms, 2030 * ms, 2030 * ms},
+			{1000 * ms, 1000 * ms, 1000 * ms, 1000 * ms, 1010 * ms, 1020 * ms, 1030 * ms, 1030 * ms, 1030 * ms, 1030 * ms, 1030 * ms},
+		} {
+			start := time.Now()
+			stream := newOpenAIGo(srv).Responses.NewStreaming(t.Context(), params)
+			var at []time.Duration
+			for stream.Next() {
+				at = append(at, time.Since(start))
+			}
+			if err := stream.Err(); err != nil || !slices.Equal(at, want) {
+				t.Errorf("events at %v, %v; want %v", at, err, want)
+			}
+			stream.Close()
 		}
 	})
 }

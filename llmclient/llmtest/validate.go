@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strings"
 )
 
 // The request validation follows the OpenAI API: it rejects what the API rejects with the
@@ -23,6 +24,19 @@ func parseObject(body []byte) (fields, *apiError) {
 	var f fields
 	if err := json.Unmarshal(body, &f); err != nil || f == nil {
 		return nil, invalidRequest(invalidJSONMessage, "", "")
+	}
+	return f, nil
+}
+
+// parseFields parses a request body as a JSON object, and rejects stream_options if the
+// server is strict about it ([WithRejectStreamOptions]).
+func (s *Server) parseFields(body []byte) (fields, *apiError) {
+	f, e := parseObject(body)
+	if e != nil {
+		return nil, e
+	}
+	if _, ok := f["stream_options"]; ok && s.cfg.rejectStreamOptions {
+		return nil, invalidRequest("Unknown parameter: 'stream_options'.", "stream_options", "unknown_parameter")
 	}
 	return f, nil
 }
@@ -125,6 +139,35 @@ func (s *Server) model(f fields) (string, *apiError) {
 			fmt.Sprintf("The model `%s` does not exist or you do not have access to it.", m), "", "model_not_found")
 	}
 	return m, nil
+}
+
+// checkRole checks that the message msg (the request's param) has a role among roles.
+func checkRole(msg fields, param string, roles []string) *apiError {
+	if !msg.present("role") {
+		return missing(param + ".role")
+	}
+	role, e := str(msg["role"], param+".role")
+	if e != nil {
+		return e
+	}
+	if !slices.Contains(roles, role) {
+		return invalidValue(role, param+".role", roles)
+	}
+	return nil
+}
+
+// invalidValue is the API's answer to a value outside the supported ones, such as
+// "Invalid value: 'robot'. Supported values are: 'system', 'assistant', and 'user'.".
+func invalidValue(value, param string, supported []string) *apiError {
+	quoted := make([]string, len(supported))
+	for i, v := range supported {
+		quoted[i] = "'" + v + "'"
+	}
+	list := strings.Join(quoted, " and ")
+	if n := len(quoted); n > 2 {
+		list = strings.Join(quoted[:n-1], ", ") + ", and " + quoted[n-1]
+	}
+	return invalidRequest(fmt.Sprintf("Invalid value: '%s'. Supported values are: %s.", value, list), param, "invalid_value")
 }
 
 // streamFlags returns the stream and stream_options.include_usage settings.
