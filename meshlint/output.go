@@ -20,7 +20,9 @@ func WriteText(w io.Writer, findings []Finding) error {
 		case f.File != "":
 			fmt.Fprintf(&b, "%s: ", f.File)
 		}
-		fmt.Fprintf(&b, "%s [%s] %s %s\n    %s\n    fix: %s\n", f.Severity, f.Rule, f.Resource, f.Path, f.Message, f.Fix)
+		fmt.Fprintf(&b, "%s [%s] %s %s\n", f.Severity, f.Rule, f.Resource, f.Path)
+		wrap(&b, "    ", "    ", f.Message)
+		wrap(&b, "    fix: ", "         ", f.Fix)
 	}
 	if len(findings) == 0 {
 		b.WriteString("no findings\n")
@@ -29,6 +31,28 @@ func WriteText(w io.Writer, findings []Finding) error {
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// textWidth is where WriteText wraps messages.
+const textWidth = 100
+
+// wrap writes text in lines of at most textWidth columns where its words allow, the
+// first line after first and the others after next.
+func wrap(b *strings.Builder, first, next, text string) {
+	b.WriteString(first)
+	col := len(first)
+	for i, w := range strings.Fields(text) {
+		if i > 0 && col+1+len(w) > textWidth {
+			b.WriteString("\n" + next)
+			col = len(next)
+		} else if i > 0 {
+			b.WriteByte(' ')
+			col++
+		}
+		b.WriteString(w)
+		col += len(w)
+	}
+	b.WriteByte('\n')
 }
 
 // WriteJSON writes {"findings":[...]}, each finding with rule, severity, resource, path,

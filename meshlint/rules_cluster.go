@@ -92,13 +92,14 @@ func (c *checker) affinity(tables [][]*route, clusters []*cluster) []Finding {
 		switch {
 		case h.v == "httpHeaderName" && !strings.EqualFold(cl.hashHeader, want):
 			sends := "sends no affinity header"
+			fix := fmt.Sprintf("Make the app send %q (Description.affinityHeader), or remove the hash.", cl.hashHeader)
 			if want != "" {
 				sends = fmt.Sprintf("sends its session key in %q", c.app.AffinityHeader)
+				fix = fmt.Sprintf("Hash on the header the app sends, httpHeaderName: %s, or make the app send %q.", c.app.AffinityHeader, cl.hashHeader)
 			}
 			out = append(out, finding(RuleAffinityHeader, SeverityWarning, h.at,
 				fmt.Sprintf("consistentHash on header %q for %s, but the app %s: a request without the header gets a random endpoint, so no session stays on one replica.",
-					cl.hashHeader, cl.host, sends),
-				fmt.Sprintf("Make the app send %q (Description.affinityHeader), or hash on the header it sends.", cl.hashHeader)))
+					cl.hashHeader, cl.host, sends), fix))
 			hashed[cl.host] = true // reported here already
 		case h.v == "httpHeaderName":
 			hashed[cl.host] = true

@@ -182,6 +182,9 @@ type amplification struct {
 // and a last one the mesh tried in full: mesh tries + app attempts - 1.
 func (c *checker) retryAmplification(r *route) []Finding {
 	meshTries := r.retries.v + 1
+	if meshTries == 1 {
+		return nil // the app's own attempts are its own choice, not a disagreement with the mesh
+	}
 	visible := r.attemptCounts || c.attempts.resource != ""
 	sdkTries := c.app.SDKRetries + 1
 	var w amplification
@@ -195,7 +198,7 @@ func (c *checker) retryAmplification(r *route) []Finding {
 			appTries++
 		}
 		aware := meshTries * appTries
-		if meshTries > 1 && visible {
+		if visible {
 			aware = meshTries + appTries - 1
 		}
 		if aware > w.aware {
@@ -230,8 +233,6 @@ func (c *checker) amplificationMessage(r *route, w amplification, visible bool, 
 		mesh = fmt.Sprintf("%d mesh tries (%s: %d retries on %s)", meshTries, r.retries.note, r.retries.v, on)
 	}
 	switch {
-	case meshTries == 1:
-		fmt.Fprintf(&b, "no mesh retries, %s.", app)
 	case visible:
 		fmt.Fprintf(&b, "%s + %s - 1: infermesh adds no attempt after an answer the mesh already retried (x-envoy-attempt-count > 1).", mesh, app)
 	default:
@@ -244,9 +245,6 @@ func (c *checker) amplificationMessage(r *route, w amplification, visible bool, 
 
 func (c *checker) amplificationFix(r *route, w amplification, visible bool) string {
 	meshTries := r.retries.v + 1
-	if meshTries == 1 {
-		return fmt.Sprintf("Lower the attempts of the app's %q route to 2 or fewer.", w.app.Name)
-	}
 	fix := "Set retries: {attempts: 0} on this route and let infermesh retry: it retries only before the first content chunk, honours Retry-After and spends a retry budget."
 	if !visible {
 		fix += fmt.Sprintf(" Or keep the mesh's retries and let infermesh see them: an EnvoyFilter that MERGEs include_attempt_count_in_response: true into the sidecar's outbound VIRTUAL_HOST brings the worst case to %d.",
@@ -266,8 +264,8 @@ func (c *checker) retryNonIdempotent(r *route) []Finding {
 		return nil
 	}
 	return []Finding{finding(RuleRetryNonIdempotent, SeverityWarning, r.retryOn.at,
-		fmt.Sprintf("retryOn %q makes the sidecar re-send LLM POSTs (%s) after %s: the upstream may already have run the request, so a generation can be computed and billed twice.",
-			r.retryOn.v, strings.Join(c.carries[r], ", "), strings.Join(risky, ", ")),
+		fmt.Sprintf("retryOn %q makes the sidecar re-send LLM POSTs (%s) on %s: the upstream may already have run the request, so a generation can be computed and billed twice.",
+			r.retryOn.v, strings.Join(c.carries[r], ", "), strings.Join(risky, " or ")),
 		"Retry only what never reached the model, retryOn: connect-failure,refused-stream,reset-before-request (or attempts: 0), and leave 5xx to infermesh, which retries only before the first content chunk, honours Retry-After and spends a retry budget.")}
 }
 
