@@ -102,20 +102,24 @@ func parseConfigDump(source string, b []byte) (*Mesh, error) {
 	}
 	var clusters []*clusterv3.Cluster
 	var routeConfigs []*routev3.RouteConfiguration
-	endpoints := map[string]int{}
+	var assignments []*endpointv3.ClusterLoadAssignment
 	for _, a := range dump.GetConfigs() {
 		var err error
 		switch {
 		case a.MessageIs((*adminv3.ClustersConfigDump)(nil)):
-			clusters, err = unpackClusters(a)
+			clusters, err = section[clusterv3.Cluster](a, dumpClusters)
 		case a.MessageIs((*adminv3.RoutesConfigDump)(nil)):
-			routeConfigs, err = unpackRoutes(a)
+			routeConfigs, err = section[routev3.RouteConfiguration](a, dumpRoutes)
 		case a.MessageIs((*adminv3.EndpointsConfigDump)(nil)):
-			err = countEndpoints(a, endpoints)
+			assignments, err = section[endpointv3.ClusterLoadAssignment](a, dumpEndpoints)
 		}
 		if err != nil {
 			return nil, err
 		}
+	}
+	endpoints := map[string]int{}
+	for _, c := range assignments {
+		endpoints[c.GetClusterName()] = lbEndpoints(c)
 	}
 	m := &Mesh{live: true}
 	for _, rc := range routeConfigs {
@@ -130,53 +134,53 @@ func parseConfigDump(source string, b []byte) (*Mesh, error) {
 	return m, nil
 }
 
-func unpackClusters(a *anypb.Any) ([]*clusterv3.Cluster, error) {
-	var d adminv3.ClustersConfigDump
-	if err := a.UnmarshalTo(&d); err != nil {
+// protoPtr is a pointer to a generated message type.
+type protoPtr[T any] interface {
+	*T
+	proto.Message
+}
+
+// section decodes a config dump section (a D) and the resources (each a T) that anys
+// lists in it.
+func section[T any, PT protoPtr[T], D any, PD protoPtr[D]](a *anypb.Any, anys func(PD) []*anypb.Any) ([]PT, error) {
+	d := PD(new(D))
+	if err := a.UnmarshalTo(d); err != nil {
 		return nil, err
 	}
-	var anys []*anypb.Any
+	return unpackAll[T, PT](anys(d))
+}
+
+func dumpClusters(d *adminv3.ClustersConfigDump) []*anypb.Any {
+	var out []*anypb.Any
 	for _, s := range d.GetStaticClusters() {
-		anys = append(anys, s.GetCluster())
+		out = append(out, s.GetCluster())
 	}
 	for _, s := range d.GetDynamicActiveClusters() {
-		anys = append(anys, s.GetCluster())
+		out = append(out, s.GetCluster())
 	}
-	return unpackAll[clusterv3.Cluster](anys)
+	return out
 }
 
-func unpackRoutes(a *anypb.Any) ([]*routev3.RouteConfiguration, error) {
-	var d adminv3.RoutesConfigDump
-	if err := a.UnmarshalTo(&d); err != nil {
-		return nil, err
-	}
-	var anys []*anypb.Any
+func dumpRoutes(d *adminv3.RoutesConfigDump) []*anypb.Any {
+	var out []*anypb.Any
 	for _, s := range d.GetStaticRouteConfigs() {
-		anys = append(anys, s.GetRouteConfig())
+		out = append(out, s.GetRouteConfig())
 	}
 	for _, s := range d.GetDynamicRouteConfigs() {
-		anys = append(anys, s.GetRouteConfig())
+		out = append(out, s.GetRouteConfig())
 	}
-	return unpackAll[routev3.RouteConfiguration](anys)
+	return out
 }
 
-func countEndpoints(a *anypb.Any, into map[string]int) error {
-	var d adminv3.EndpointsConfigDump
-	if err := a.UnmarshalTo(&d); err != nil {
-		return err
-	}
-	var anys []*anypb.Any
+func dumpEndpoints(d *adminv3.EndpointsConfigDump) []*anypb.Any {
+	var out []*anypb.Any
 	for _, s := range d.GetStaticEndpointConfigs() {
-		anys = append(anys, s.GetEndpointConfig())
+		out = append(out, s.GetEndpointConfig())
 	}
 	for _, s := range d.GetDynamicEndpointConfigs() {
-		anys = append(anys, s.GetEndpointConfig())
+		out = append(out, s.GetEndpointConfig())
 	}
-	cla, err := unpackAll[endpointv3.ClusterLoadAssignment](anys)
-	for _, c := range cla {
-		into[c.GetClusterName()] = lbEndpoints(c)
-	}
-	return err
+	return out
 }
 
 func lbEndpoints(c *endpointv3.ClusterLoadAssignment) int {
@@ -188,10 +192,7 @@ func lbEndpoints(c *endpointv3.ClusterLoadAssignment) int {
 }
 
 // unpackAll decodes the Anys that hold a T; others (and empty ones) are skipped.
-func unpackAll[T any, P interface {
-	*T
-	proto.Message
-}](anys []*anypb.Any) ([]P, error) {
+func unpackAll[T any, P protoPtr[T]](anys []*anypb.Any) ([]P, error) {
 	var out []P
 	for _, a := range anys {
 		if a == nil || !a.MessageIs(P(new(T))) {

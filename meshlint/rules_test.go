@@ -137,18 +137,23 @@ func TestRulesGolden(t *testing.T) {
 	}
 }
 
-// The figures of retry-amplification: naive and mesh-aware, with Istio's implicit
-// default, an EnvoyFilter that makes the mesh's retries visible, and the SDK's retries.
-func TestRetryAmplificationFigures(t *testing.T) {
-	const vs = `apiVersion: networking.istio.io/v1
+// vllmChat is a VirtualService for an in-mesh vLLM server with one route, for chat
+// completions; fields are the route's further lines, each indented by four spaces.
+func vllmChat(fields string) string {
+	return `apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata: {name: vllm, namespace: ml}
 spec:
   hosts: [vllm]
   http:
   - match: [{uri: {prefix: /v1/chat/completions}}]
-%s    route: [{destination: {host: vllm}}]
-`
+    route: [{destination: {host: vllm}}]
+` + fields
+}
+
+// The figures of retry-amplification: naive and mesh-aware, with Istio's implicit
+// default, an EnvoyFilter that makes the mesh's retries visible, and the SDK's retries.
+func TestRetryAmplificationFigures(t *testing.T) {
 	const attemptCounts = `---
 apiVersion: networking.istio.io/v1alpha3
 kind: EnvoyFilter
@@ -187,7 +192,7 @@ spec:
 			if tc.appAttempts > 0 {
 				d.Routes[0].Attempts = tc.appAttempts
 			}
-			fs := checkYAML(t, fmt.Sprintf(vs, tc.retries)+tc.extra, meshlint.Options{App: &d})
+			fs := checkYAML(t, vllmChat(tc.retries)+tc.extra, meshlint.Options{App: &d})
 			var got []meshlint.Finding
 			for _, f := range fs {
 				if f.Rule == meshlint.RuleRetryAmplification {
@@ -206,7 +211,7 @@ spec:
 		})
 	}
 	// The same visibility given as an option rather than an EnvoyFilter in the input.
-	fs := checkYAML(t, fmt.Sprintf(vs, ""), meshlint.Options{AttemptCountInResponse: true})
+	fs := checkYAML(t, vllmChat(""), meshlint.Options{AttemptCountInResponse: true})
 	if len(fs) != 1 || fs[0].Severity != meshlint.SeverityWarning {
 		t.Fatalf("AttemptCountInResponse: %v", briefs(fs, ""))
 	}
@@ -283,24 +288,14 @@ spec:
 // The app's streams bounded by MaxDuration: the mesh timeout must cover it, and then
 // nothing fires.
 func TestStreamTimeoutWithMaxDuration(t *testing.T) {
-	const vs = `apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: vllm, namespace: ml}
-spec:
-  hosts: [vllm]
-  http:
-  - match: [{uri: {prefix: /v1/chat/completions}}]
-    timeout: %s
-    retries: {attempts: 0}
-    route: [{destination: {host: vllm}}]
-`
 	d := llmclient.DefaultDescription()
 	d.Routes[0].Stream.MaxDuration = llmclient.Duration(600e9)
 	for timeout, want := range map[string][]string{
-		"300s": {"error stream-timeout VirtualService/ml/vllm spec.http[0].timeout :8"},
+		"300s": {"error stream-timeout VirtualService/ml/vllm spec.http[0].timeout :9"},
 		"600s": nil,
 	} {
-		if got := briefs(checkYAML(t, fmt.Sprintf(vs, timeout), meshlint.Options{App: &d}), ""); !slices.Equal(got, want) {
+		yaml := vllmChat("    timeout: " + timeout + "\n    retries: {attempts: 0}\n")
+		if got := briefs(checkYAML(t, yaml, meshlint.Options{App: &d}), ""); !slices.Equal(got, want) {
 			t.Errorf("timeout %s: got %v, want %v", timeout, got, want)
 		}
 	}
@@ -317,17 +312,6 @@ func TestCheckRejectsInvalidApp(t *testing.T) {
 
 // Each threshold on both sides of its boundary.
 func TestThresholds(t *testing.T) {
-	route := func(fields string) string {
-		return `apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: vllm, namespace: ml}
-spec:
-  hosts: [vllm]
-  http:
-  - match: [{uri: {prefix: /v1/chat/completions}}]
-    route: [{destination: {host: vllm}}]
-` + fields
-	}
 	dr := func(policy string) string {
 		return `apiVersion: networking.istio.io/v1
 kind: DestinationRule
@@ -366,13 +350,13 @@ spec:
 		llmHost    string
 		want       []string // "severity rule" of each finding
 	}{
-		{"stream timeout below first token + idle", route("    timeout: 209s\n    retries: {attempts: 0}\n"), nil, "", []string{"error stream-timeout"}},
-		{"stream timeout at first token + idle", route("    timeout: 210s\n    retries: {attempts: 0}\n"), nil, "", []string{"warning stream-timeout"}},
-		{"per-try below first token", route("    retries: {attempts: 0, perTryTimeout: 149s}\n"), nil, "", []string{"error stream-timeout", "error timeout-order"}},
-		{"per-try at first token", route("    retries: {attempts: 0, perTryTimeout: 150s}\n"), nil, "", nil},
-		{"route timeout below app per-try", route("    timeout: 149s\n    retries: {attempts: 0}\n"), nil, "", []string{"error stream-timeout", "error timeout-order"}},
-		{"mesh tries fit", route("    timeout: 450s\n    retries: {attempts: 2, perTryTimeout: 150s, retryOn: connect-failure}\n"), nil, "", []string{"warning stream-timeout", "error retry-amplification"}},
-		{"mesh tries do not fit", route("    timeout: 449s\n    retries: {attempts: 2, perTryTimeout: 150s, retryOn: connect-failure}\n"), nil, "", []string{"warning stream-timeout", "error retry-amplification", "warning timeout-order"}},
+		{"stream timeout below first token + idle", vllmChat("    timeout: 209s\n    retries: {attempts: 0}\n"), nil, "", []string{"error stream-timeout"}},
+		{"stream timeout at first token + idle", vllmChat("    timeout: 210s\n    retries: {attempts: 0}\n"), nil, "", []string{"warning stream-timeout"}},
+		{"per-try below first token", vllmChat("    retries: {attempts: 0, perTryTimeout: 149s}\n"), nil, "", []string{"error stream-timeout", "error timeout-order"}},
+		{"per-try at first token", vllmChat("    retries: {attempts: 0, perTryTimeout: 150s}\n"), nil, "", nil},
+		{"route timeout below app per-try", vllmChat("    timeout: 149s\n    retries: {attempts: 0}\n"), nil, "", []string{"error stream-timeout", "error timeout-order"}},
+		{"mesh tries fit", vllmChat("    timeout: 450s\n    retries: {attempts: 2, perTryTimeout: 150s, retryOn: connect-failure}\n"), nil, "", []string{"warning stream-timeout", "error retry-amplification"}},
+		{"mesh tries do not fit", vllmChat("    timeout: 449s\n    retries: {attempts: 2, perTryTimeout: 150s, retryOn: connect-failure}\n"), nil, "", []string{"warning stream-timeout", "error retry-amplification", "warning timeout-order"}},
 		{"100 requests per connection", dr("    connectionPool: {http: {maxRequestsPerConnection: 100}}\n"), nil, "", []string{"warning conn-churn"}},
 		{"101 requests per connection", dr("    connectionPool: {http: {maxRequestsPerConnection: 101}}\n"), nil, "", nil},
 		{"http2MaxRequests below concurrency", dr("    connectionPool: {http: {http2MaxRequests: 63}}\n"), &conc, "", []string{"error pool-overflow"}},
