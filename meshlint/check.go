@@ -50,7 +50,8 @@ type checker struct {
 }
 
 // Check compares the application's policy with the mesh's and returns the findings,
-// sorted by input position. It fails only for an invalid opts.App.
+// sorted by input position. It fails only for an invalid opts.App. It does not change m,
+// so checks of one Mesh may run concurrently.
 func Check(m *Mesh, opts Options) ([]Finding, error) {
 	c := &checker{mesh: m, carries: map[*route][]string{}}
 	appName := "defaults"
@@ -104,8 +105,33 @@ func Check(m *Mesh, opts Options) ([]Finding, error) {
 		fs = append(fs, c.outlierEjection(cl)...)
 	}
 	fs = append(fs, c.affinity(tables, llmClusters)...)
+	fs = worstPerSetting(fs)
 	sortFindings(fs)
 	return fs, nil
+}
+
+// worstPerSetting reports a setting several routes share (an Envoy virtual host's retry
+// policy) once per rule, for the route it hurts most.
+func worstPerSetting(fs []Finding) []Finding {
+	type key struct{ rule, resource, path string }
+	at := map[key]int{}
+	out := fs[:0]
+	for _, f := range fs {
+		if !f.shared {
+			out = append(out, f)
+			continue
+		}
+		k := key{f.Rule, f.Resource, f.Path}
+		if i, ok := at[k]; ok {
+			if f.Severity.rank() < out[i].Severity.rank() {
+				out[i] = f
+			}
+			continue
+		}
+		at[k] = len(out)
+		out = append(out, f)
+	}
+	return out
 }
 
 // findLLMHosts decides which hosts serve LLM or inference calls: those named in extra
@@ -145,8 +171,17 @@ func (c *checker) explicitLLMMatch(r *route) bool {
 	return false
 }
 
+// llmRoute reports whether r serves an LLM host. A catch-all host ("*", a gateway's or
+// the sidecar's pass-through) does not make a route an LLM route by itself.
 func (c *checker) llmRoute(r *route) bool {
-	return anyOverlap(r.hosts, c.llmHosts) || anyOverlap(r.dests, c.llmHosts)
+	for _, hs := range [][]string{r.hosts, r.dests} {
+		for _, h := range hs {
+			if h != "*" && anyOverlap([]string{h}, c.llmHosts) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // implicitRoutes gives each LLM host of a ServiceEntry that the sidecar speaks HTTP to,
@@ -226,7 +261,7 @@ func (c *checker) llmClusters(tables [][]*route) []*cluster {
 
 // finding builds a finding at a setting's location.
 func finding(rule string, sev Severity, at loc, msg, fix string) Finding {
-	return Finding{Rule: rule, Severity: sev, Resource: at.resource, Path: at.path, Message: msg, Fix: fix, File: at.file, Line: at.line}
+	return Finding{Rule: rule, Severity: sev, Resource: at.resource, Path: at.path, Message: msg, Fix: fix, File: at.file, Line: at.line, shared: at.shared}
 }
 
 // dur writes a duration as Istio does, in seconds: "300s".

@@ -12,6 +12,7 @@ import (
 
 	adminv3 "github.com/envoyproxy/go-control-plane/envoy/admin/v3"
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	httpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
@@ -23,6 +24,7 @@ import (
 	"google.golang.org/protobuf/types/descriptorpb"
 	"google.golang.org/protobuf/types/dynamicpb"
 	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 )
 
 // MaxConfigDumpBytes caps the config dump read from a sidecar.
@@ -207,8 +209,9 @@ func unpackAll[T any, P protoPtr[T]](anys []*anypb.Any) ([]P, error) {
 	return out, nil
 }
 
-// lenientResolver resolves Any types from the registry of the packages this one
-// imports, and every other type to an empty message whose fields are discarded.
+// lenientResolver is a protojson resolver: it resolves Any types from the registry of
+// the packages this one imports, and every other type to an empty message whose fields
+// are discarded.
 type lenientResolver struct {
 	unknown protoreflect.MessageType
 }
@@ -268,7 +271,7 @@ func (m *Mesh) addRouteConfiguration(source string, rc *routev3.RouteConfigurati
 			}
 			rp, rpPath := action.GetRetryPolicy(), at(".route.retry_policy")
 			if rp == nil && vh.GetRetryPolicy() != nil {
-				rp, rpPath = vh.GetRetryPolicy(), loc{resource: res, path: vhPath + ".retry_policy", file: source}
+				rp, rpPath = vh.GetRetryPolicy(), loc{resource: res, path: vhPath + ".retry_policy", file: source, shared: true}
 			}
 			envoyRetry(r, rp, rpPath)
 			r.clusters = actionClusters(action)
@@ -365,8 +368,12 @@ func envoyMatch(rm *routev3.RouteMatch) []pathMatch {
 			continue
 		}
 		sm := h.GetStringMatch()
+		if sm.GetSuffix() != "" || sm.GetContains() != "" || sm.GetCustom() != nil {
+			pm.conditional = true // not evaluated
+			continue
+		}
 		method, err := stringMatcher(sm.GetExact(), sm.GetPrefix(), sm.GetSafeRegex().GetRegex(), sm.GetIgnoreCase())
-		if err == nil && method != nil && method("POST") == h.GetInvertMatch() {
+		if err == nil && method("POST") == h.GetInvertMatch() {
 			pm.post = false
 		}
 	}
@@ -386,33 +393,8 @@ func envoyCluster(source string, c *clusterv3.Cluster, endpoints map[string]int)
 	}
 	res := "Cluster/" + name
 	at := func(path string) loc { return loc{resource: res, path: path, file: source} }
-	cl := &cluster{at: at(""), name: name, host: clusterHost(name), endpoints: -1}
-
-	cl.maxConnections = setting[int]{v: envoyCircuitLimit, at: at("circuit_breakers.thresholds"), note: "Envoy's default"}
-	cl.maxPending, cl.maxRequests = cl.maxConnections, cl.maxConnections
-	for i, t := range c.GetCircuitBreakers().GetThresholds() {
-		if t.GetPriority() != 0 { // only DEFAULT routing priority carries ordinary requests
-			continue
-		}
-		p := fmt.Sprintf("circuit_breakers.thresholds[%d].", i)
-		cl.maxConnections = circuitLimit(t.GetMaxConnections().GetValue(), t.GetMaxConnections() != nil, at(p+"max_connections"))
-		cl.maxPending = circuitLimit(t.GetMaxPendingRequests().GetValue(), t.GetMaxPendingRequests() != nil, at(p+"max_pending_requests"))
-		cl.maxRequests = circuitLimit(t.GetMaxRequests().GetValue(), t.GetMaxRequests() != nil, at(p+"max_requests"))
-		break
-	}
-
-	cl.maxRequestsPerConnection = setting[int]{at: at("typed_extension_protocol_options")}
-	if n := c.GetMaxRequestsPerConnection(); n != nil { //nolint:staticcheck // older control planes still set it
-		cl.maxRequestsPerConnection = setting[int]{v: int(n.GetValue()), set: true, at: at("max_requests_per_connection")}
-	}
-	var hpo httpv3.HttpProtocolOptions
-	if a := c.GetTypedExtensionProtocolOptions()[httpProtocolOption]; a != nil && a.UnmarshalTo(&hpo) == nil {
-		if n := hpo.GetCommonHttpProtocolOptions().GetMaxRequestsPerConnection(); n != nil {
-			cl.maxRequestsPerConnection = setting[int]{v: int(n.GetValue()), set: true,
-				at: at("typed_extension_protocol_options[" + httpProtocolOption + "].common_http_protocol_options.max_requests_per_connection")}
-		}
-	}
-
+	cl := &cluster{at: at(""), name: name, host: clusterHost(name), endpoints: envoyEndpointCount(c, endpoints)}
+	envoyLimits(cl, c, at)
 	if od := c.GetOutlierDetection(); od != nil {
 		cl.outlier = setting[bool]{v: true, set: true, at: at("outlier_detection")}
 		cl.maxEjection = setting[int]{v: envoyMaxEjection, at: at("outlier_detection.max_ejection_percent"), note: "Envoy's default"}
@@ -424,31 +406,65 @@ func envoyCluster(source string, c *clusterv3.Cluster, endpoints map[string]int)
 			cl.minHealth = setting[int]{v: int(v.GetValue()), set: true, at: cl.minHealth.at}
 		}
 	}
-	switch {
-	case c.GetType() == clusterv3.Cluster_LOGICAL_DNS:
-		cl.endpoints = 1
-	case c.GetType() == clusterv3.Cluster_STATIC:
-		cl.endpoints = lbEndpoints(c.GetLoadAssignment())
-	case c.GetType() == clusterv3.Cluster_EDS:
-		svc := c.GetEdsClusterConfig().GetServiceName()
-		if svc == "" {
-			svc = name
-		}
-		if n, ok := endpoints[svc]; ok {
-			cl.endpoints = n
-		}
-	}
 	if lb := c.GetLbPolicy(); lb == clusterv3.Cluster_RING_HASH || lb == clusterv3.Cluster_MAGLEV {
 		cl.hash = setting[string]{v: "hash policy", set: true, at: at("lb_policy")}
 	}
 	return cl
 }
 
-func circuitLimit(v uint32, set bool, at loc) setting[int] {
-	if !set {
+// envoyLimits reads the circuit breakers of the DEFAULT routing priority, which carries
+// ordinary requests, and the requests allowed per connection.
+func envoyLimits(cl *cluster, c *clusterv3.Cluster, at func(string) loc) {
+	cl.maxConnections = setting[int]{v: envoyCircuitLimit, at: at("circuit_breakers.thresholds"), note: "Envoy's default"}
+	cl.maxPending, cl.maxRequests = cl.maxConnections, cl.maxConnections
+	for i, t := range c.GetCircuitBreakers().GetThresholds() {
+		if t.GetPriority() != corev3.RoutingPriority_DEFAULT {
+			continue
+		}
+		p := fmt.Sprintf("circuit_breakers.thresholds[%d].", i)
+		cl.maxConnections = circuitLimit(t.GetMaxConnections(), at(p+"max_connections"))
+		cl.maxPending = circuitLimit(t.GetMaxPendingRequests(), at(p+"max_pending_requests"))
+		cl.maxRequests = circuitLimit(t.GetMaxRequests(), at(p+"max_requests"))
+		break
+	}
+	cl.maxRequestsPerConnection = setting[int]{at: at("typed_extension_protocol_options")}
+	if n := c.GetMaxRequestsPerConnection(); n != nil { //nolint:staticcheck // older control planes still set it
+		cl.maxRequestsPerConnection = setting[int]{v: int(n.GetValue()), set: true, at: at("max_requests_per_connection")}
+	}
+	var hpo httpv3.HttpProtocolOptions
+	if a := c.GetTypedExtensionProtocolOptions()[httpProtocolOption]; a != nil && a.UnmarshalTo(&hpo) == nil {
+		if n := hpo.GetCommonHttpProtocolOptions().GetMaxRequestsPerConnection(); n != nil {
+			cl.maxRequestsPerConnection = setting[int]{v: int(n.GetValue()), set: true,
+				at: at("typed_extension_protocol_options[" + httpProtocolOption + "].common_http_protocol_options.max_requests_per_connection")}
+		}
+	}
+}
+
+// envoyEndpointCount is the number of endpoints a cluster balances over, or -1 when the
+// dump does not say (DNS names that resolve to several addresses).
+func envoyEndpointCount(c *clusterv3.Cluster, endpoints map[string]int) int {
+	switch c.GetType() {
+	case clusterv3.Cluster_LOGICAL_DNS:
+		return 1
+	case clusterv3.Cluster_STATIC:
+		return lbEndpoints(c.GetLoadAssignment())
+	case clusterv3.Cluster_EDS:
+		svc := c.GetEdsClusterConfig().GetServiceName()
+		if svc == "" {
+			svc = c.GetName()
+		}
+		if n, ok := endpoints[svc]; ok {
+			return n
+		}
+	}
+	return -1
+}
+
+func circuitLimit(v *wrapperspb.UInt32Value, at loc) setting[int] {
+	if v == nil {
 		return setting[int]{v: envoyCircuitLimit, at: at, note: "Envoy's default"}
 	}
-	return setting[int]{v: int(v), set: true, at: at}
+	return setting[int]{v: int(v.GetValue()), set: true, at: at}
 }
 
 // hashHeaders gives ring-hash and Maglev clusters the header their routes hash on.

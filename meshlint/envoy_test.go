@@ -17,6 +17,7 @@ import (
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	httpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
+	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -284,5 +285,60 @@ func TestEnvoyErrors(t *testing.T) {
 	cancel()
 	if _, err := meshlint.CheckEnvoy(ctx, notEnvoy.URL, meshlint.Options{}); !errors.Is(err, context.Canceled) {
 		t.Errorf("cancelled: %v", err)
+	}
+}
+
+// Envoy's route matching as the check evaluates it: :method headers, regexes,
+// path-separated prefixes, conditions that leave paths to later routes, and a
+// virtual-host retry policy.
+func TestEnvoyRouteMatches(t *testing.T) {
+	action := func(timeout time.Duration) *routev3.Route_Route {
+		return &routev3.Route_Route{Route: &routev3.RouteAction{
+			ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: vllmCluster}, Timeout: durationpb.New(timeout),
+		}}
+	}
+	method := func(m string, invert bool) []*routev3.HeaderMatcher {
+		return []*routev3.HeaderMatcher{{Name: ":method", InvertMatch: invert, HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{
+			StringMatch: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: m}},
+		}}}
+	}
+	rc := &routev3.RouteConfiguration{Name: "8000", VirtualHosts: []*routev3.VirtualHost{{
+		Name: "vllm", Domains: []string{"vllm.ml.svc.cluster.local:8000"},
+		RetryPolicy: &routev3.RetryPolicy{RetryOn: "5xx"}, // Envoy's default num_retries: 1
+		Routes: []*routev3.Route{
+			// GET only: carries no LLM call, whatever its timeout.
+			{Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_SafeRegex{SafeRegex: &matcherv3.RegexMatcher{Regex: "/v1/.*"}}, Headers: method("GET", false)}, Action: action(time.Second)},
+			// Not POST, inverted: the same.
+			{Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/v1/"}, Headers: method("POST", true)}, Action: action(time.Second)},
+			// A header condition: carries chat, leaves it to later routes too.
+			{Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_PathSeparatedPrefix{PathSeparatedPrefix: "/v1/chat/completions"},
+				Headers: []*routev3.HeaderMatcher{{Name: "x-tier", HeaderMatchSpecifier: &routev3.HeaderMatcher_PresentMatch{PresentMatch: true}}}}, Action: action(900 * time.Second)},
+			// Takes chat and completions for good.
+			{Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_SafeRegex{SafeRegex: &matcherv3.RegexMatcher{Regex: "/v1/(chat/)?completions"}}}, Action: action(0)},
+			// Only embeddings and responses are left for it.
+			{Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}}, Action: action(20 * time.Second)},
+		},
+	}}}
+	routes := mustAny(t, &adminv3.RoutesConfigDump{StaticRouteConfigs: []*adminv3.RoutesConfigDump_StaticRouteConfig{{RouteConfig: mustAny(t, rc)}}})
+	dump, err := protojson.Marshal(&adminv3.ConfigDump{Configs: []*anypb.Any{routes}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := adminServer(t, dump)
+	fs, err := meshlint.CheckEnvoy(context.Background(), srv.URL, meshlint.Options{LLMHosts: []string{"vllm.ml.svc.cluster.local"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		// The virtual host's retry policy, reported once for the route it hurts most
+		// (embeddings: 2 mesh tries × 3 app attempts).
+		"error retry-amplification RouteConfiguration/8000 virtual_hosts[0].retry_policy.num_retries :0",
+		"warning retry-non-idempotent RouteConfiguration/8000 virtual_hosts[0].retry_policy.retry_on :0",
+		"warning stream-timeout RouteConfiguration/8000 virtual_hosts[0].routes[2].route.timeout :0",
+		"error stream-timeout RouteConfiguration/8000 virtual_hosts[0].routes[4].route.timeout :0",
+		"error timeout-order RouteConfiguration/8000 virtual_hosts[0].routes[4].route.timeout :0",
+	}
+	if got := briefs(fs, ""); !slices.Equal(got, want) {
+		t.Fatalf("got:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }

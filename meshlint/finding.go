@@ -48,6 +48,8 @@ type Finding struct {
 	// the admin URL in live mode). They feed the text and SARIF outputs.
 	File string `json:"-"`
 	Line int    `json:"-"`
+
+	shared bool // the setting serves several routes; see worstPerSetting
 }
 
 // HasErrors reports whether any finding is an error.

@@ -15,6 +15,9 @@ type loc struct {
 	path     string // "spec.http[0].timeout"
 	file     string
 	line     int
+	// shared: the setting applies to several routes (an Envoy virtual host's retry
+	// policy), which report it once.
+	shared bool
 }
 
 // setting is one policy value. When set is false the value is the default the mesh

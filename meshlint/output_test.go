@@ -216,3 +216,23 @@ func TestSARIF(t *testing.T) {
 		}
 	}
 }
+
+// The README's worked example shows the realistic files and their real output.
+func TestREADMEExample(t *testing.T) {
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, part := range []struct{ golden, before, after string }{
+		{"testdata/realistic/mesh.yaml", "```yaml\n", "```\n"},
+		{"testdata/realistic/want.txt", "$ cd meshlint && go run ./cmd/infermesh-lint -app testdata/realistic/app.json testdata/realistic/mesh.yaml\n", "$ echo $?\n1\n"},
+	} {
+		want, err := os.ReadFile(part.golden)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Contains(readme, []byte(part.before+string(want)+part.after)) {
+			t.Errorf("README.md does not show %s as it is", part.golden)
+		}
+	}
+}

@@ -247,6 +247,21 @@ spec:
 	if fs := checkYAML(t, dr, meshlint.Options{}); len(fs) != 0 {
 		t.Fatalf("an unknown host was checked: %v", briefs(fs, ""))
 	}
+	// A gateway's catch-all host does not make its routes LLM routes.
+	const gateway = `apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: web, namespace: web}
+spec:
+  hosts: ["*"]
+  gateways: [istio-system/ingress]
+  http:
+  - match: [{uri: {prefix: /}}]
+    timeout: 5s
+    route: [{destination: {host: web}}]
+`
+	if fs := checkYAML(t, gateway, meshlint.Options{}); len(fs) != 0 {
+		t.Fatalf("a catch-all host was checked: %v", briefs(fs, ""))
+	}
 	fs := checkYAML(t, dr, meshlint.Options{LLMHosts: []string{"*.ml.svc.cluster.local"}})
 	if got := briefs(fs, ""); !slices.Equal(got, []string{"warning conn-churn DestinationRule/ml/triton spec.trafficPolicy.connectionPool.http.maxRequestsPerConnection :7"}) {
 		t.Fatalf("got %v", got)

@@ -26,6 +26,7 @@ type ParseError struct {
 	Err  error
 }
 
+// Error is "file:line: reason", or "file: reason" when the line is unknown.
 func (e *ParseError) Error() string {
 	if e.Line > 0 {
 		return fmt.Sprintf("%s:%d: %v", e.File, e.Line, e.Err)
@@ -33,6 +34,7 @@ func (e *ParseError) Error() string {
 	return fmt.Sprintf("%s: %v", e.File, e.Err)
 }
 
+// Unwrap returns the reason.
 func (e *ParseError) Unwrap() error { return e.Err }
 
 // object is one Kubernetes object of the input, with its node for field positions.
