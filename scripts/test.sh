@@ -12,6 +12,7 @@ cd "$(dirname "$0")/.."
 fuzztime=${FUZZTIME:-20000x}
 modules=(.)
 [ -f benchmarks/go.mod ] && modules+=(benchmarks)
+[ -f meshlint/go.mod ] && modules+=(meshlint)
 
 for mod in "${modules[@]}"; do
   echo "== go vet ($mod)"
@@ -23,14 +24,19 @@ for mod in "${modules[@]}"; do
   (cd "$mod" && go test -race -count=1 -timeout 15m ./...)
 done
 
-# Each fuzz target gets a short run; go test -fuzz takes one target in one package at a time.
+# Each fuzz target gets a short run, in the module that holds it; go test -fuzz takes one
+# target in one package at a time.
 if [ "$fuzztime" != "0" ]; then
   while IFS= read -r line; do
     file=${line%%:*}
     name=$(sed -E 's/^func (Fuzz[A-Za-z0-9_]+).*/\1/' <<<"${line#*:}")
-    pkg=./$(dirname "$file")
-    echo "== fuzz $pkg $name ($fuzztime)"
-    go test -run '^$' -fuzz "^${name}\$" -fuzztime "$fuzztime" "$pkg"
+    mod=.
+    for m in "${modules[@]}"; do
+      if [ "$m" != . ] && [[ $file == "$m"/* ]]; then mod=$m; fi
+    done
+    pkg=./$(dirname "${file#"$mod"/}")
+    echo "== fuzz ($mod) $pkg $name ($fuzztime)"
+    (cd "$mod" && go test -run '^$' -fuzz "^${name}\$" -fuzztime "$fuzztime" "$pkg")
   done < <(git ls-files '*_test.go' | grep -v '^benchmarks/' | xargs -r grep -H -E '^func Fuzz[A-Za-z0-9_]+\(' || true)
 fi
 
