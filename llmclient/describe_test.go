@@ -53,8 +53,8 @@ func TestDescribeCustomRoute(t *testing.T) {
 			t.Errorf("route %q:\n got %+v\nwant %+v", prefix, got, w)
 		}
 	}
-	if len(d.Routes) != 5 {
-		t.Errorf("%d routes, want the 4 defaults and rerank: %+v", len(d.Routes), d.Routes)
+	if len(d.Routes) != 6 {
+		t.Errorf("%d routes, want the 5 defaults and rerank: %+v", len(d.Routes), d.Routes)
 	}
 }
 
