@@ -71,7 +71,7 @@ func TestDefaultDescription(t *testing.T) {
 	for _, r := range d.Routes {
 		prefixes = append(prefixes, r.Prefix)
 	}
-	if got := strings.Join(prefixes, ","); got != "/v1/chat/completions,/v1/completions,/v1/embeddings," {
+	if got := strings.Join(prefixes, ","); got != "/v1/chat/completions,/v1/completions,/v1/embeddings,/v1/responses," {
 		t.Errorf("prefixes %s", got)
 	}
 	chat := d.Routes[0]
