@@ -136,14 +136,12 @@ func run(ctx context.Context, addr string, out io.Writer) error {
 	go func() { served <- gs.Serve(lis) }()
 	defer gs.Stop() // no-op after a drain; stops the server on early returns
 
-	// Client side: the client preset with a breaker policy and zstd.
-	policy, err := breaker.New(breaker.Config{Name: "xor-mlp", MaxAttempts: 3, Backoff: breaker.Backoff{Initial: 20 * time.Millisecond}})
-	if err != nil {
-		return err
-	}
+	// Client side: the client preset for this one upstream, with its breaker policy, zstd
+	// and the method time limits.
 	dopts, err := grpcinfer.DialOptions(grpcinfer.ClientConfig{
-		Policy: policy, Compressor: grpcinfer.Zstd,
-		Default: grpcinfer.MethodPolicy{Timeout: 5 * time.Second, PerTryTimeout: 2 * time.Second},
+		Policy:     breaker.Config{Name: "xor-mlp", MaxAttempts: 3, Backoff: breaker.Backoff{Initial: 20 * time.Millisecond}},
+		Compressor: grpcinfer.Zstd,
+		Default:    grpcinfer.MethodPolicy{Timeout: 5 * time.Second, PerTryTimeout: 2 * time.Second},
 	})
 	if err != nil {
 		return err
