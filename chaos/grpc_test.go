@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -15,6 +17,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/stats"
 	"google.golang.org/grpc/status"
 
 	"github.com/infermesh/infermesh/breaker"
@@ -51,6 +55,7 @@ var grpcFaultNames = map[grpcFault]string{
 type chaosModel struct {
 	fault atomic.Int32
 	calls atomic.Int64
+	opens perCall // server streams per call id
 	conns *connSet
 }
 
@@ -119,6 +124,81 @@ func (l *connSet) closeAll() {
 	l.conns = nil
 }
 
+// callIDKey is the request metadata that tags a logical call, so that every attempt of it,
+// whichever layer makes it, can be counted against it.
+const callIDKey = "x-chaos-call"
+
+// perCall counts events per logical call id.
+type perCall struct{ m sync.Map }
+
+func (c *perCall) add(id string) {
+	n, _ := c.m.LoadOrStore(id, new(atomic.Int64))
+	n.(*atomic.Int64).Add(1)
+}
+
+func (c *perCall) get(id string) int64 {
+	if n, ok := c.m.Load(id); ok {
+		return n.(*atomic.Int64).Load()
+	}
+	return 0
+}
+
+// attemptCounter is a client stats handler: gRPC reports every attempt it begins to it,
+// whether the interceptors' Policy or gRPC's own retry made the attempt.
+type attemptCounter struct{ began perCall }
+
+func (a *attemptCounter) TagRPC(ctx context.Context, _ *stats.RPCTagInfo) context.Context { return ctx }
+func (a *attemptCounter) HandleRPC(ctx context.Context, s stats.RPCStats) {
+	if b, ok := s.(*stats.Begin); ok && b.Client {
+		md, _ := metadata.FromOutgoingContext(ctx)
+		if id := md.Get(callIDKey); len(id) == 1 {
+			a.began.add(id[0])
+		}
+	}
+}
+func (a *attemptCounter) TagConn(ctx context.Context, _ *stats.ConnTagInfo) context.Context {
+	return ctx
+}
+func (a *attemptCounter) HandleConn(context.Context, stats.ConnStats) {}
+
+// breakerLog records the transitions of the rig's breaker through its OnStateChange hook.
+// The hook reports a transition before the call that caused it returns, so once a burst
+// has returned the log holds everything that burst did.
+type breakerLog struct {
+	mu          sync.Mutex
+	transitions []string
+}
+
+func (l *breakerLog) record(_ string, from, to breaker.State) {
+	l.mu.Lock()
+	l.transitions = append(l.transitions, from.String()+">"+to.String())
+	l.mu.Unlock()
+}
+
+// count returns how many times the transition from>to happened.
+func (l *breakerLog) count(from, to breaker.State) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, tr := range l.transitions {
+		if tr == from.String()+">"+to.String() {
+			n++
+		}
+	}
+	return n
+}
+
+// last returns the breaker's state after its last transition.
+func (l *breakerLog) last() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.transitions) == 0 {
+		return breaker.StateClosed.String()
+	}
+	tr := l.transitions[len(l.transitions)-1]
+	return tr[strings.IndexByte(tr, '>')+1:]
+}
+
 // streamDesc is a server-streaming method for the stream faults.
 var streamDesc = grpc.ServiceDesc{
 	ServiceName: "infermesh.chaos.Stream",
@@ -130,6 +210,7 @@ var streamDesc = grpc.ServiceDesc{
 		if err := ss.RecvMsg(in); err != nil {
 			return err
 		}
+		m.opens.add(in.Id)
 		f := grpcFault(m.fault.Load())
 		if f != gStreamBreakAfter && f != gStreamStallAfter {
 			if err := m.strike(ss.Context(), f); err != nil {
@@ -153,14 +234,25 @@ var streamDesc = grpc.ServiceDesc{
 }
 
 type grpcRig struct {
-	model  *chaosModel
-	srv    *grpc.Server
-	done   chan struct{}
-	cc     *grpc.ClientConn
-	client *oip.Client
-	policy *breaker.Policy
+	model    *chaosModel
+	srv      *grpc.Server
+	done     chan struct{}
+	cc       *grpc.ClientConn
+	client   *oip.Client
+	breaker  breakerLog
+	attempts attemptCounter
+	ids      atomic.Int64
 }
 
+// rigPolicy is the method policy of the rig's client: the limits the tests need, set where
+// grpcinfer takes time limits. PerTryTimeout leaves room for two attempts of a stalled call
+// within the call deadline.
+var rigPolicy = grpcinfer.MethodPolicy{PerTryTimeout: time.Second, FirstMessageTimeout: firstToken, IdleTimeout: idle}
+
+// newGRPCRig starts the chaos server and a client of the presets with their defaults, but
+// for the breaker settings in bc (its window, so that a burst is judged as the test needs,
+// and a short backoff, so that a burst fits in the call deadline) and the rig's method
+// policy.
 func newGRPCRig(t *testing.T, bc breaker.Config) *grpcRig {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
@@ -185,18 +277,12 @@ func newGRPCRig(t *testing.T, bc breaker.Config) *grpcRig {
 	if bc.Backoff == (breaker.Backoff{}) {
 		bc.Backoff = breaker.Backoff{Initial: 10 * time.Millisecond, Max: 50 * time.Millisecond}
 	}
-	if r.policy, err = breaker.New(bc); err != nil {
-		t.Fatal(err)
-	}
-	dopts, err := grpcinfer.DialOptions(grpcinfer.ClientConfig{
-		Policy:        r.policy,
-		ServiceConfig: "{}", // the interceptors' retries only, so upstream counts are exact
-		Default:       grpcinfer.MethodPolicy{PerTryTimeout: 400 * time.Millisecond, FirstMessageTimeout: firstToken, IdleTimeout: idle},
-	})
+	bc.Hooks.OnStateChange = r.breaker.record
+	dopts, err := grpcinfer.DialOptions(grpcinfer.ClientConfig{Policy: bc, Default: rigPolicy})
 	if err != nil {
 		t.Fatal(err)
 	}
-	dopts = append(dopts, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	dopts = append(dopts, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithStatsHandler(&r.attempts))
 	if r.cc, err = grpc.NewClient(lis.Addr().String(), dopts...); err != nil {
 		t.Fatal(err)
 	}
@@ -220,26 +306,45 @@ func (r *grpcRig) infer() (outcome, string) {
 	return judgeGRPC(err, time.Since(start))
 }
 
-// stream opens a server stream and reads it to the end.
-func (r *grpcRig) stream() (outcome, string) {
-	ctx, cancel := context.WithTimeout(context.Background(), callDeadline)
+// streamResult is how one server stream ended.
+type streamResult struct {
+	id      string
+	outcome outcome
+	note    string
+	err     error
+	// received is how many messages reached the caller; attemptsAtFirst how many attempts
+	// the client had begun when the first of them did (0 when none did).
+	received        int
+	attemptsAtFirst int64
+}
+
+// stream opens a server stream tagged with a call id of its own and reads it to the end.
+func (r *grpcRig) stream() streamResult {
+	res := streamResult{id: strconv.FormatInt(r.ids.Add(1), 10)}
+	ctx, cancel := context.WithTimeout(metadata.AppendToOutgoingContext(context.Background(), callIDKey, res.id), callDeadline)
 	defer cancel()
 	start := time.Now()
-	desc := &streamDesc.Streams[0]
-	s, err := r.cc.NewStream(ctx, desc, "/infermesh.chaos.Stream/Generate")
+	s, err := r.cc.NewStream(ctx, &streamDesc.Streams[0], "/infermesh.chaos.Stream/Generate")
 	if err == nil {
-		err = s.SendMsg(&pb.ModelInferRequest{ModelName: "chaos"})
+		err = s.SendMsg(&pb.ModelInferRequest{ModelName: "chaos", Id: res.id})
 	}
 	if err == nil {
 		err = s.CloseSend()
 	}
-	for i := 0; err == nil && i < 100; i++ {
-		err = s.RecvMsg(new(pb.ModelInferResponse))
+	for err == nil && res.received < 100 {
+		if err = s.RecvMsg(new(pb.ModelInferResponse)); err == nil {
+			if res.received == 0 {
+				res.attemptsAtFirst = r.attempts.began.get(res.id)
+			}
+			res.received++
+		}
 	}
 	if errors.Is(err, io.EOF) {
 		err = nil
 	}
-	return judgeGRPC(err, time.Since(start))
+	res.err = err
+	res.outcome, res.note = judgeGRPC(err, time.Since(start))
+	return res
 }
 
 func judgeGRPC(err error, took time.Duration) (outcome, string) {
@@ -256,24 +361,25 @@ func judgeGRPC(err error, took time.Duration) (outcome, string) {
 	return lost, fmt.Sprintf("%T: %v", err, err)
 }
 
-func (r *grpcRig) burst(stream bool) *tally {
-	tl := &tally{}
+// each runs fn burst times concurrently and waits for all of them.
+func each(fn func()) {
 	var wg sync.WaitGroup
 	for range burst {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			var o outcome
-			var note string
-			if stream {
-				o, note = r.stream()
-			} else {
-				o, note = r.infer()
-			}
-			tl.add(o, note)
-		}()
+		wg.Go(fn)
 	}
 	wg.Wait()
+}
+
+func (r *grpcRig) burst(stream bool) *tally {
+	tl := &tally{}
+	each(func() {
+		if stream {
+			res := r.stream()
+			tl.add(res.outcome, res.note)
+		} else {
+			tl.add(r.infer())
+		}
+	})
 	return tl
 }
 
@@ -308,10 +414,12 @@ func TestGRPCChaosMatrix(t *testing.T) {
 
 // TestGRPCRetryAmplificationAndRecovery: under a total UNAVAILABLE outage the server
 // sees at most 1 + the retry budget calls per logical call; the breaker opens, sheds
-// everything while open, and closes once the server recovers.
+// everything while open (only half-open trial calls reach the server), and closes once the
+// server recovers.
 func TestGRPCRetryAmplificationAndRecovery(t *testing.T) {
 	const open = 300 * time.Millisecond
-	r := newGRPCRig(t, breaker.Config{WindowSize: 200, MinimumCalls: 100, OpenDuration: open, HalfOpenCalls: 2})
+	const trials = 2
+	r := newGRPCRig(t, breaker.Config{WindowSize: 200, MinimumCalls: 100, OpenDuration: open, HalfOpenCalls: trials})
 	defer goleak.VerifyNone(t)
 	defer r.close()
 	r.model.fault.Store(int32(gUnavailable))
@@ -325,43 +433,72 @@ func TestGRPCRetryAmplificationAndRecovery(t *testing.T) {
 	if ratio > 1+0.20+float64(breaker.DefaultMinRetryConcurrency)/float64(burst) {
 		t.Errorf("amplification %.3f exceeds 1 + the retry budget", ratio)
 	}
-	if r.policy.State() != breaker.StateOpen {
-		t.Fatalf("breaker %v after the outage, want open", r.policy.State())
+	if r.breaker.count(breaker.StateClosed, breaker.StateOpen) != 1 {
+		t.Fatalf("breaker transitions during the outage: %v, want it opened once", r.breaker.transitions)
 	}
-	before := r.model.calls.Load()
+	// While the breaker is open nothing reaches the server. On a slow machine the open
+	// period may end during the burst; each half-open period then admits its trial calls,
+	// which fail and open the breaker again.
+	before, halfOpened := r.model.calls.Load(), r.breaker.count(breaker.StateOpen, breaker.StateHalfOpen)
 	r.burst(false)
-	if r.model.calls.Load() != before {
-		t.Errorf("an open breaker let %d calls through", r.model.calls.Load()-before)
+	through := r.model.calls.Load() - before
+	if allowed := int64(trials * (r.breaker.count(breaker.StateOpen, breaker.StateHalfOpen) - halfOpened)); through > allowed {
+		t.Errorf("an open breaker let %d calls through, beyond %d half-open trials", through, allowed)
 	}
 	r.model.fault.Store(int32(gOK))
 	time.Sleep(open + 50*time.Millisecond)
-	for i := range 2 {
+	for i := range trials {
 		if o, note := r.infer(); o != success {
-			t.Fatalf("trial call %d: %d %s", i, o, note)
+			t.Fatalf("trial call %d: %d %s (breaker %v)", i, o, note, r.breaker.transitions)
 		}
 	}
-	if r.policy.State() != breaker.StateClosed {
-		t.Errorf("breaker %v after recovery, want closed", r.policy.State())
+	if got := r.breaker.last(); got != breaker.StateClosed.String() {
+		t.Errorf("breaker %s after recovery, want closed", got)
 	}
 }
 
-// TestGRPCStreamsNeverRetriedAfterFirstMessage: streams that fail after their first
-// messages reach the server once per call.
+// TestGRPCStreamsNeverRetriedAfterFirstMessage: once a stream's first message has reached
+// the caller, no attempt of that call is ever begun again, by any layer; before it, the
+// Policy may retry (a first-message timeout on a slow machine), within its attempts.
 func TestGRPCStreamsNeverRetriedAfterFirstMessage(t *testing.T) {
+	const attempts = 3
 	for _, f := range []grpcFault{gStreamBreakAfter, gStreamStallAfter} {
 		t.Run(grpcFaultNames[f], func(t *testing.T) {
-			r := newGRPCRig(t, breaker.Config{WindowSize: 1000, MinimumCalls: 1000, MaxAttempts: 3})
+			r := newGRPCRig(t, breaker.Config{WindowSize: 1000, MinimumCalls: 1000, MaxAttempts: attempts})
 			r.model.fault.Store(int32(f))
-			tl := r.burst(true)
-			n := r.model.calls.Load()
+			var mu sync.Mutex
+			var results []streamResult
+			each(func() {
+				res := r.stream()
+				mu.Lock()
+				results = append(results, res)
+				mu.Unlock()
+			})
 			r.close()
 			goleak.VerifyNone(t)
-			if n != burst {
-				t.Errorf("%d stream opens for %d calls: a stream was retried after a message", n, burst)
+			streamed := 0
+			for _, res := range results {
+				began, opened := r.attempts.began.get(res.id), r.model.opens.get(res.id)
+				var ge *grpcinfer.Error
+				if res.outcome != typedError || !errors.As(res.err, &ge) || ge.Received != res.received {
+					t.Errorf("call %s: outcome %d %s, err %v after %d messages: want a typed error that counts them", res.id, res.outcome, res.note, res.err, res.received)
+				}
+				switch {
+				case opened > began:
+					t.Errorf("call %s: the server saw %d requests, the client began %d attempts", res.id, opened, began)
+				case res.received > 0 && began != res.attemptsAtFirst:
+					t.Errorf("call %s: %d attempts begun, %d of them after the first message reached the caller", res.id, began, began-res.attemptsAtFirst)
+				case res.received == 0 && began > attempts:
+					t.Errorf("call %s: %d attempts before any message, beyond the Policy's %d", res.id, began, attempts)
+				}
+				if res.received > 0 {
+					streamed++
+				}
 			}
-			if tl.counts[typedError] != burst {
-				t.Errorf("outcomes %v: every stream should end with a typed error", tl.counts)
+			if streamed == 0 {
+				t.Fatal("no stream delivered a message: the test proved nothing")
 			}
+			t.Logf("%d of %d streams delivered messages before failing; the rest failed before their first", streamed, len(results))
 		})
 	}
 }

@@ -71,12 +71,8 @@ func BenchmarkModelInfer(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		p, err := breaker.New(breaker.Config{Name: "bench"})
-		if err != nil {
-			b.Fatal(err)
-		}
 		// No method Timeout: a deadline costs a timer on both sides with bare grpc-go too.
-		dopts, err := grpcinfer.DialOptions(grpcinfer.ClientConfig{Policy: p, Tracing: in,
+		dopts, err := grpcinfer.DialOptions(grpcinfer.ClientConfig{Policy: breaker.Config{Name: "bench"}, Tracing: in,
 			Methods: map[string]grpcinfer.MethodPolicy{"/inference.GRPCInferenceService/ModelInfer": {MaxAttempts: 3}}})
 		if err != nil {
 			b.Fatal(err)

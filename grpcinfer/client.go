@@ -4,23 +4,26 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
+	"reflect"
 	"strings"
-	"sync"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
-	"google.golang.org/grpc/status"
 
 	"github.com/infermesh/infermesh/breaker"
 	"github.com/infermesh/infermesh/tracing"
 )
 
 // ClientConfig configures [DialOptions] and [ClientInterceptors]. The zero value gives the
-// documented defaults: 64 MiB messages, no compression, the default keepalive, the default
-// service config, no breaker and no time limits of the interceptors' own.
+// documented defaults: 64 MiB messages, no compression, the default keepalive, no service
+// config, every call run through a circuit breaker with retries under a retry budget (the
+// breaker package's defaults), and no time limits of the interceptors' own.
+//
+// Use one ClientConfig per upstream: each DialOptions or ClientInterceptors call builds one
+// breaker from Policy, shared by every call made through its result, so dialling two
+// targets with one result would let one target's failures open the other's breaker.
 type ClientConfig struct {
 	// MaxRecvMsgSize and MaxSendMsgSize limit message sizes in bytes (receive: after
 	// decompression). 0 means DefaultMaxMsgSize (64 MiB).
@@ -32,22 +35,37 @@ type ClientConfig struct {
 	Compressor string
 	// Keepalive is the keepalive policy; give servers the same value.
 	Keepalive Keepalive
-	// ServiceConfig is the gRPC service config JSON. "" means [DefaultServiceConfig]
-	// (gRPC-level retry of UNAVAILABLE with retryThrottling); "{}" means none.
+	// ServiceConfig is a gRPC service config in JSON, installed as the channel's default
+	// (a service config from the name resolver takes precedence, as gRPC specifies). ""
+	// (the default) installs none.
+	//
+	// The client interceptors are the one retry layer: unless NoPolicy is set, DialOptions
+	// switches gRPC's own retries off (grpc.WithDisableRetry, which covers a resolver's
+	// service config too) and rejects a ServiceConfig with a retryPolicy or hedgingPolicy,
+	// which would repeat each of the Policy's attempts. gRPC's transparent retry of a
+	// request that never reached the server application stays on.
 	ServiceConfig string
 
-	// Policy runs every call through a breaker.Policy: circuit breaker and retries with a
-	// budget, judged by the verdicts of the [Error] type (the Policy's Classifier should be
-	// nil, that is breaker.DefaultClassifier, or consult breaker.Verdicter first). nil means
-	// no breaker and no retries by the interceptors (gRPC's own service-config retries still
-	// apply). One Policy should guard one upstream: use one per target.
+	// Policy is the circuit breaker and the retries (with a retry budget) every call runs
+	// through. The zero value means breaker.Config's documented defaults: 2 attempts in
+	// all with 2 s full-jitter backoff, a 20% retry budget, and a breaker that opens for
+	// 30 s when half of the last 20 calls (at least 5) failed. Calls are judged by the
+	// verdicts of the [Error] type, so Classifier should be nil (breaker.DefaultClassifier)
+	// or consult breaker.Verdicter first. Each DialOptions or ClientInterceptors call builds
+	// one breaker.Policy from it; observe that breaker through Policy.Hooks.
 	//
-	// The Policy's Timeout and PerTryTimeout are not used. gRPC enforces deadlines itself,
-	// so the interceptors apply the [MethodPolicy] limits as context deadlines (which also
-	// reach the server as grpc-timeout) and run the Policy with its time limiter off; that
-	// keeps each call on the caller's goroutine, where the time limiter's hand-off to another
-	// goroutine would cost about a third of a loopback call.
-	Policy *breaker.Policy
+	// Policy.Timeout and Policy.PerTryTimeout must be zero: gRPC time limits are set per
+	// method in [MethodPolicy] (Default, Methods, [WithCallPolicy]) and enforced as context
+	// deadlines, which gRPC also sends to the server as grpc-timeout, and which keep each
+	// attempt on the caller's goroutine. A non-zero value is an error naming the field.
+	Policy breaker.Config
+	// NoPolicy switches the breaker and the interceptors' retries off: every call is a
+	// single attempt, and gRPC retries only as ServiceConfig says (by default, never).
+	// Method time limits, the [Error] classification and tracing still apply. With
+	// NoPolicy, Policy must be zero and no MethodPolicy in the config may set MaxAttempts
+	// above 1 (a [WithCallPolicy] MaxAttempts has no effect). The default, false, keeps the
+	// Policy on.
+	NoPolicy bool
 	// Methods holds per-method policies, keyed by full method name ("/pkg.Service/Method")
 	// or by service prefix ("/pkg.Service/"); the exact name wins. nil means none.
 	Methods map[string]MethodPolicy
@@ -119,9 +137,13 @@ func (p MethodPolicy) over(o MethodPolicy) MethodPolicy {
 	return p
 }
 
-func (p MethodPolicy) validate(where string) error {
-	if p.MaxAttempts < 0 {
+// validate checks p, found at where in the config; retries tells whether the Policy is on.
+func (p MethodPolicy) validate(where string, retries bool) error {
+	switch {
+	case p.MaxAttempts < 0:
 		return fmt.Errorf("grpcinfer: %s.MaxAttempts %d is negative", where, p.MaxAttempts)
+	case p.MaxAttempts > 1 && !retries:
+		return fmt.Errorf("grpcinfer: %s.MaxAttempts %d asks for retries, which ClientConfig.NoPolicy switches off", where, p.MaxAttempts)
 	}
 	for name, d := range map[string]time.Duration{"Timeout": p.Timeout, "PerTryTimeout": p.PerTryTimeout,
 		"FirstMessageTimeout": p.FirstMessageTimeout, "IdleTimeout": p.IdleTimeout, "MaxStreamDuration": p.MaxStreamDuration} {
@@ -143,7 +165,8 @@ type callPolicyOption struct {
 func WithCallPolicy(p MethodPolicy) grpc.CallOption { return callPolicyOption{p: p} }
 
 // DialOptions returns the client preset: keepalive, message limits, the compressor, the
-// service config and the client interceptors of [ClientInterceptors]. Add transport
+// service config, the client interceptors of [ClientInterceptors] and, unless NoPolicy is
+// set, gRPC's own retries switched off (see [ClientConfig].ServiceConfig). Add transport
 // credentials (grpc.WithTransportCredentials) yourself. It returns an error naming the first
 // invalid field of cfg.
 func DialOptions(cfg ClientConfig) ([]grpc.DialOption, error) {
@@ -162,11 +185,7 @@ func DialOptions(cfg ClientConfig) ([]grpc.DialOption, error) {
 	if err := checkCompressor(cfg.Compressor); err != nil {
 		return nil, err
 	}
-	sc := cfg.ServiceConfig
-	if sc == "" {
-		sc = DefaultServiceConfig
-	}
-	if err := checkServiceConfig(sc); err != nil {
+	if err := checkServiceConfig(cfg.ServiceConfig, !cfg.NoPolicy); err != nil {
 		return nil, err
 	}
 	unary, stream, err := ClientInterceptors(cfg)
@@ -179,9 +198,14 @@ func DialOptions(cfg ClientConfig) ([]grpc.DialOption, error) {
 	}
 	opts := []grpc.DialOption{
 		grpc.WithDefaultCallOptions(callOpts...),
-		grpc.WithDefaultServiceConfig(sc),
 		grpc.WithChainUnaryInterceptor(unary),
 		grpc.WithChainStreamInterceptor(stream),
+	}
+	if cfg.ServiceConfig != "" {
+		opts = append(opts, grpc.WithDefaultServiceConfig(cfg.ServiceConfig))
+	}
+	if !cfg.NoPolicy {
+		opts = append(opts, grpc.WithDisableRetry())
 	}
 	if kp, ok := ka.clientParams(); ok {
 		opts = append(opts, grpc.WithKeepaliveParams(kp))
@@ -191,7 +215,7 @@ func DialOptions(cfg ClientConfig) ([]grpc.DialOption, error) {
 
 // client holds what the client interceptors share.
 type client struct {
-	policy    *breaker.Policy
+	policy    *breaker.Policy // nil with NoPolicy
 	methods   map[string]MethodPolicy
 	def       MethodPolicy
 	maxSend   int
@@ -202,31 +226,48 @@ type client struct {
 }
 
 // ClientInterceptors returns the client interceptors, unary and stream. Each call passes
-// the method's time limits, then the breaker Policy (circuit breaker and retries, when
-// cfg.Policy is set), then tracing per attempt, and every failure comes back as an *[Error].
+// the method's time limits, then the breaker Policy (circuit breaker and retries, unless
+// cfg.NoPolicy), then tracing per attempt, and every failure comes back as an *[Error].
 // Chain them first (outermost) if you add interceptors of your own, so that a retry re-runs
-// the inner ones.
+// the inner ones. Each call of ClientInterceptors builds one breaker from cfg.Policy, shared
+// by everything the returned interceptors serve: use them for one upstream. Used without
+// [DialOptions], add grpc.WithDisableRetry() yourself (unless cfg.NoPolicy), so that gRPC
+// does not retry inside each of the Policy's attempts.
 //
-// With a Policy, a server stream (one request, a stream of responses) is opened on the
-// caller's first RecvMsg, so that opening, the request and the first message can be retried
-// together: until then SendMsg and CloseSend are recorded and Header returns nil metadata.
+// With the Policy on, a server stream (one request, a stream of responses) is opened on
+// the caller's first RecvMsg, so that opening, the request and the first message can be
+// retried together: until then SendMsg and CloseSend are recorded and Header returns nil
+// metadata.
 func ClientInterceptors(cfg ClientConfig) (grpc.UnaryClientInterceptor, grpc.StreamClientInterceptor, error) {
-	if err := cfg.Default.validate("ClientConfig.Default"); err != nil {
+	c, err := newClient(cfg)
+	if err != nil {
 		return nil, nil, err
+	}
+	return c.unary, c.stream, nil
+}
+
+// newClient validates cfg and builds what the interceptors share, the breaker included.
+func newClient(cfg ClientConfig) (*client, error) {
+	policy, err := newPolicy(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := cfg.Default.validate("ClientConfig.Default", policy != nil); err != nil {
+		return nil, err
 	}
 	for name, p := range cfg.Methods {
 		if !strings.HasPrefix(name, "/") {
-			return nil, nil, fmt.Errorf("grpcinfer: ClientConfig.Methods key %q does not start with \"/\"", name)
+			return nil, fmt.Errorf("grpcinfer: ClientConfig.Methods key %q does not start with \"/\"", name)
 		}
-		if err := p.validate(fmt.Sprintf("ClientConfig.Methods[%q]", name)); err != nil {
-			return nil, nil, err
+		if err := p.validate(fmt.Sprintf("ClientConfig.Methods[%q]", name), policy != nil); err != nil {
+			return nil, err
 		}
 	}
 	send, err := msgSize("ClientConfig.MaxSendMsgSize", cfg.MaxSendMsgSize)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	c := &client{policy: cfg.Policy, methods: cfg.Methods, def: cfg.Default, maxSend: send,
+	c := &client{policy: policy, methods: cfg.Methods, def: cfg.Default, maxSend: send,
 		tracing: cfg.Tracing, operation: cfg.TraceOperation, provider: cfg.TraceProvider}
 	if c.operation == "" {
 		c.operation = DefaultTraceOperation
@@ -234,7 +275,30 @@ func ClientInterceptors(cfg ClientConfig) (grpc.UnaryClientInterceptor, grpc.Str
 	if c.provider == "" {
 		c.provider = DefaultTraceProvider
 	}
-	return c.unary, c.stream, nil
+	return c, nil
+}
+
+// newPolicy builds the breaker of cfg.Policy; nil with NoPolicy.
+func newPolicy(cfg ClientConfig) (*breaker.Policy, error) {
+	if cfg.NoPolicy {
+		if !reflect.ValueOf(cfg.Policy).IsZero() {
+			return nil, errors.New("grpcinfer: ClientConfig.Policy is set, but ClientConfig.NoPolicy switches it off: leave one of them zero")
+		}
+		return nil, nil
+	}
+	for _, f := range []struct {
+		name string
+		d    time.Duration
+	}{{"Timeout", cfg.Policy.Timeout}, {"PerTryTimeout", cfg.Policy.PerTryTimeout}} {
+		if f.d != 0 {
+			return nil, fmt.Errorf("grpcinfer: ClientConfig.Policy.%s %v cannot be honoured: gRPC time limits are set per method, in MethodPolicy.%s of ClientConfig.Default or ClientConfig.Methods, and enforced as context deadlines; leave Policy.%[1]s zero", f.name, f.d, f.name)
+		}
+	}
+	p, err := breaker.New(cfg.Policy)
+	if err != nil {
+		return nil, fmt.Errorf("grpcinfer: ClientConfig.Policy: %w", err)
+	}
+	return p, nil
 }
 
 func (c *client) methodPolicy(method string, opts []grpc.CallOption) MethodPolicy {
@@ -361,371 +425,4 @@ func (c *client) finalError(ctx context.Context, method string, err error, recei
 		out.Code = codes.DeadlineExceeded
 	}
 	return out
-}
-
-// Stream interceptor.
-
-// Causes for cancelling a stream's context, told apart with context.Cause.
-var (
-	errAttemptEnded        = errors.New("grpcinfer: stream attempt abandoned")
-	errFirstMessageTimeout = errors.New("grpcinfer: first-message timeout")
-	errIdleTimeout         = errors.New("grpcinfer: idle timeout")
-	errMaxStreamDuration   = errors.New("grpcinfer: max stream duration")
-	errStreamDone          = errors.New("grpcinfer: stream finished")
-)
-
-func (c *client) stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
-	mp := c.methodPolicy(method, opts)
-	s := &clientStream{c: c, callerCtx: ctx, desc: desc, cc: cc, method: method, streamer: streamer, opts: opts, mp: mp}
-	if desc.ServerStreams && !desc.ClientStreams && c.policy != nil {
-		// Opened lazily on the first RecvMsg, so that opening, the request and the first
-		// response message are retried together (and the span can name the request's model).
-		return s, nil
-	}
-	if c.tracing != nil {
-		if s.tr = c.startTrace(&s.callerCtx, method, cc, nil, true); s.tr != nil {
-			s.callerCtx = injectOutgoing(s.callerCtx, c.tracing)
-		}
-	}
-	if err := s.openEager(); err != nil {
-		s.tr.end(err)
-		return nil, err
-	}
-	return s, nil
-}
-
-// clientStream wraps the stream the caller sees. Its methods are called as grpc.ClientStream
-// requires: SendMsg and CloseSend from one goroutine, RecvMsg from one goroutine.
-type clientStream struct {
-	c         *client
-	callerCtx context.Context
-	desc      *grpc.StreamDesc
-	cc        *grpc.ClientConn
-	method    string
-	streamer  grpc.Streamer
-	opts      []grpc.CallOption
-	mp        MethodPolicy
-
-	req      any  // the request recorded for a lazy stream
-	hasReq   bool // SendMsg was called on the lazy stream
-	closed   bool // CloseSend was called on the lazy stream
-	openErr  error
-	attempts int // attempts to open a lazy stream
-
-	tr         *callTrace // nil without tracing
-	trEnd      sync.Once
-	cs         grpc.ClientStream // the open stream
-	sctx       context.Context
-	cancel     context.CancelCauseFunc
-	timer      *time.Timer // first-message, then idle timer
-	timerCause error
-	received   int
-	finished   bool
-}
-
-// newStreamCtx derives the context of one underlying stream from the caller's.
-func (s *clientStream) newStreamCtx() (context.Context, context.CancelCauseFunc) {
-	ctx := s.callerCtx
-	if d := s.mp.MaxStreamDuration; d > 0 {
-		// The timeout's own cancel runs through the cause-cancel below, when the stream
-		// ends: the stream context is a child, so cancelling it alone would leave the parent's
-		// timer, hence the AfterFunc.
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeoutCause(ctx, d, errMaxStreamDuration)
-		cctx, ccancel := context.WithCancelCause(ctx)
-		context.AfterFunc(cctx, cancel)
-		return cctx, ccancel
-	}
-	return context.WithCancelCause(ctx)
-}
-
-// openEager opens a client or bidirectional stream (or any stream without a Policy): through
-// the Policy when there is one, never retried once anything could have been sent.
-func (s *clientStream) openEager() error {
-	open := func(actx context.Context) (grpc.ClientStream, error) {
-		sctx, cancel := s.newStreamCtx()
-		stop := func() bool { return true }
-		if actx != s.callerCtx {
-			stop = context.AfterFunc(actx, func() { cancel(errAttemptEnded) })
-		}
-		cs, err := s.streamer(sctx, s.desc, s.cc, s.method, s.opts...)
-		if err != nil {
-			cancel(err)
-			return nil, attemptError(err, attemptFacts{method: s.method, callerCtx: s.callerCtx})
-		}
-		if !stop() {
-			cancel(errAttemptEnded)
-			return nil, attemptError(status.FromContextError(actx.Err()).Err(), attemptFacts{method: s.method, callerCtx: s.callerCtx})
-		}
-		s.sctx, s.cancel = sctx, cancel
-		return cs, nil
-	}
-	var cs grpc.ClientStream
-	var err error
-	if s.c.policy == nil {
-		cs, err = open(s.callerCtx)
-	} else {
-		// Opening sends nothing the server acts on yet, so failures to open may be retried.
-		cs, err = breaker.Do(s.c.overrides(s.callerCtx, s.mp), s.c.policy, open)
-	}
-	if err != nil {
-		return s.c.finalError(s.callerCtx, s.method, err, 0)
-	}
-	s.cs = cs
-	s.watchTrace()
-	s.armTimer(s.mp.FirstMessageTimeout, errFirstMessageTimeout)
-	return nil
-}
-
-// watchTrace ends the call span if the stream's context ends before the caller has read the
-// stream to its end (the caller cancelled it, or abandoned it and cancelled its context).
-func (s *clientStream) watchTrace() {
-	if s.tr == nil {
-		return
-	}
-	sctx := s.sctx
-	context.AfterFunc(sctx, func() {
-		switch cause := context.Cause(sctx); cause {
-		case errStreamDone:
-		case errFirstMessageTimeout, errIdleTimeout, errMaxStreamDuration:
-			s.endTrace(&Error{Method: s.method, Code: codes.DeadlineExceeded, status: status.New(codes.DeadlineExceeded, cause.Error()),
-				Verdict: breaker.Verdict{Outcome: breaker.OutcomeFailure, Class: breaker.ClassTimeout}})
-		default:
-			s.endTrace(status.FromContextError(sctx.Err()).Err())
-		}
-	})
-}
-
-// endTrace ends the call span once.
-func (s *clientStream) endTrace(err error) {
-	if s.tr == nil {
-		return
-	}
-	s.trEnd.Do(func() {
-		if err == nil && s.cs != nil {
-			s.tr.success(nil, s.cs.Trailer())
-		}
-		s.tr.end(err)
-	})
-}
-
-// armTimer (re)starts the stream's watchdog with cause; d <= 0 stops it.
-func (s *clientStream) armTimer(d time.Duration, cause error) {
-	if s.timer != nil && (d <= 0 || cause != s.timerCause) {
-		s.timer.Stop()
-		s.timer = nil
-	}
-	if d <= 0 {
-		return
-	}
-	if s.timer != nil {
-		s.timer.Reset(d) // the same watchdog again: the idle timer after each message
-		return
-	}
-	cancel := s.cancel
-	s.timer, s.timerCause = time.AfterFunc(d, func() { cancel(cause) }), cause
-}
-
-// openLazy opens a server stream through the Policy: stream, request and first message are
-// one attempt, retried as the Policy allows.
-func (s *clientStream) openLazy(m any) error {
-	type opened struct {
-		cs     grpc.ClientStream
-		sctx   context.Context
-		cancel context.CancelCauseFunc
-		eof    bool
-	}
-	if s.c.tracing != nil {
-		s.tr = s.c.startTrace(&s.callerCtx, s.method, s.cc, s.req, true)
-	}
-	// The Policy's time limiter is off, so each attempt runs on this goroutine and may
-	// receive straight into m; FirstMessageTimeout bounds each attempt instead.
-	o, err := breaker.Do(s.c.overrides(s.callerCtx, s.mp), s.c.policy, func(actx context.Context) (opened, error) {
-		s.attempts++
-		if d := s.mp.FirstMessageTimeout; d > 0 {
-			var cancel context.CancelFunc
-			actx, cancel = context.WithTimeout(actx, d)
-			defer cancel()
-		}
-		tctx, att := s.tr.startAttempt(actx)
-		sctx, cancel := s.newStreamCtx()
-		if s.tr != nil {
-			// The stream outlives the attempt, so it derives from the caller's context; the
-			// attempt's trace context goes along in the metadata.
-			md, _ := metadata.FromOutgoingContext(tctx)
-			sctx = metadata.NewOutgoingContext(sctx, md)
-		}
-		stop := context.AfterFunc(actx, func() { cancel(errAttemptEnded) })
-		fail := func(err error, cs grpc.ClientStream) (opened, error) {
-			f := attemptFacts{method: s.method, req: s.req, maxSend: s.c.maxSend, callerCtx: s.callerCtx}
-			if cs != nil {
-				f.header, _ = cs.Header()
-				f.trailer = cs.Trailer()
-			}
-			stop()
-			if context.Cause(sctx) == errAttemptEnded && errors.Is(actx.Err(), context.DeadlineExceeded) && s.callerCtx.Err() == nil {
-				// The per-try time limit (FirstMessageTimeout) ended the attempt.
-				err = status.Error(codes.DeadlineExceeded, timeoutText(errFirstMessageTimeout, s.mp, 0))
-			}
-			cancel(err)
-			e := attemptError(err, f)
-			s.tr.endAttempt(att, e, f.header, f.trailer)
-			return opened{}, e
-		}
-		cs, err := s.streamer(sctx, s.desc, s.cc, s.method, s.opts...)
-		if err != nil {
-			return fail(err, nil)
-		}
-		if s.hasReq {
-			if err := cs.SendMsg(s.req); err != nil {
-				// The send error is io.EOF when the stream already ended; its status is
-				// what RecvMsg returns.
-				if rerr := cs.RecvMsg(m); rerr != nil {
-					err = rerr
-				}
-				return fail(err, cs)
-			}
-		}
-		if s.closed {
-			if err := cs.CloseSend(); err != nil {
-				return fail(err, cs)
-			}
-		}
-		rerr := cs.RecvMsg(m)
-		if rerr != nil && rerr != io.EOF {
-			return fail(rerr, cs)
-		}
-		if !stop() {
-			return fail(status.FromContextError(actx.Err()).Err(), cs)
-		}
-		if s.tr != nil {
-			header, _ := cs.Header()
-			s.tr.endAttempt(att, nil, header, nil)
-		}
-		return opened{cs: cs, sctx: sctx, cancel: cancel, eof: rerr != nil}, nil
-	})
-	if err != nil {
-		err = s.c.finalError(s.callerCtx, s.method, err, 0)
-		s.endTrace(err)
-		return err
-	}
-	s.cs, s.sctx, s.cancel = o.cs, o.sctx, o.cancel
-	s.watchTrace()
-	if o.eof {
-		s.finish()
-		s.endTrace(nil)
-		return io.EOF
-	}
-	if s.tr != nil {
-		s.tr.call.FirstChunk(time.Now())
-	}
-	s.received = 1
-	s.armTimer(s.mp.IdleTimeout, errIdleTimeout)
-	return nil
-}
-
-func (s *clientStream) finish() {
-	if s.finished {
-		return
-	}
-	s.finished = true
-	s.armTimer(0, nil)
-	if s.cancel != nil {
-		s.cancel(errStreamDone)
-	}
-}
-
-func (s *clientStream) Header() (metadata.MD, error) {
-	if s.cs == nil {
-		return nil, nil // a lazy stream not yet opened: nothing has been received
-	}
-	return s.cs.Header()
-}
-
-func (s *clientStream) Trailer() metadata.MD {
-	if s.cs == nil {
-		return nil
-	}
-	return s.cs.Trailer()
-}
-
-func (s *clientStream) CloseSend() error {
-	if s.cs == nil {
-		s.closed = true
-		return nil
-	}
-	return s.cs.CloseSend()
-}
-
-func (s *clientStream) Context() context.Context {
-	if s.sctx != nil {
-		return s.sctx
-	}
-	return s.callerCtx
-}
-
-func (s *clientStream) SendMsg(m any) error {
-	if s.cs == nil {
-		if s.hasReq {
-			return status.Errorf(codes.Internal, "grpcinfer: %s: a server-streaming call takes exactly one request message", s.method)
-		}
-		s.req, s.hasReq = m, true
-		return nil
-	}
-	return s.cs.SendMsg(m)
-}
-
-func (s *clientStream) RecvMsg(m any) error {
-	if s.cs == nil {
-		if s.openErr != nil {
-			return s.openErr
-		}
-		if err := s.openLazy(m); err != nil {
-			s.openErr = err
-			return err
-		}
-		return nil
-	}
-	if s.finished && s.openErr != nil {
-		return s.openErr
-	}
-	err := s.cs.RecvMsg(m)
-	if err == nil {
-		if s.received == 0 && s.tr != nil {
-			s.tr.call.FirstChunk(time.Now())
-		}
-		s.received++
-		s.armTimer(s.mp.IdleTimeout, errIdleTimeout)
-		return nil
-	}
-	if err == io.EOF { // grpc-go returns io.EOF itself, unwrapped, for a stream that ended OK
-		s.endTrace(nil)
-		s.finish()
-		return err
-	}
-	f := attemptFacts{method: s.method, received: s.received, callerCtx: s.callerCtx, trailer: s.cs.Trailer()}
-	f.header, _ = s.cs.Header()
-	cause := context.Cause(s.sctx)
-	s.finish()
-	e := attemptError(err, f)
-	switch cause {
-	case errFirstMessageTimeout, errIdleTimeout, errMaxStreamDuration:
-		e.Code = codes.DeadlineExceeded
-		e.status = status.New(codes.DeadlineExceeded, timeoutText(cause, s.mp, s.received))
-		e.Verdict = breaker.Verdict{Outcome: breaker.OutcomeFailure, Class: breaker.ClassTimeout, Retryable: s.received == 0}
-	}
-	e.Attempts = max(s.attempts, 1)
-	s.openErr = e
-	s.endTrace(e)
-	return e
-}
-
-func timeoutText(cause error, mp MethodPolicy, received int) string {
-	switch cause {
-	case errFirstMessageTimeout:
-		return fmt.Sprintf("grpcinfer: no response message within the first-message timeout %v", mp.FirstMessageTimeout)
-	case errIdleTimeout:
-		return fmt.Sprintf("grpcinfer: no response message for the idle timeout %v after %d messages", mp.IdleTimeout, received)
-	}
-	return fmt.Sprintf("grpcinfer: stream exceeded its max duration %v after %d messages", mp.MaxStreamDuration, received)
 }

@@ -3,6 +3,7 @@ package grpcinfer_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"strings"
@@ -26,16 +27,36 @@ import (
 	"github.com/infermesh/infermesh/tracing"
 )
 
-func newPolicy(t testing.TB, c breaker.Config) *breaker.Policy {
-	t.Helper()
+// fast returns c with millisecond backoff unless c sets its own, so that retries in tests
+// do not wait for breaker's 2 s default.
+func fast(c breaker.Config) breaker.Config {
 	if c.Backoff == (breaker.Backoff{}) {
 		c.Backoff = breaker.Backoff{Initial: time.Millisecond, Max: 5 * time.Millisecond}
 	}
-	p, err := breaker.New(c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
+	return c
+}
+
+// stateLog records the transitions of the breaker a ClientConfig builds, through its
+// OnStateChange hook: the interceptors own the breaker, and the hook is how a user sees it.
+// Transitions are delivered before the call that caused them returns, so once calls have
+// returned the log is complete.
+type stateLog struct {
+	mu          sync.Mutex
+	transitions []string
+}
+
+func (l *stateLog) hooks() breaker.Hooks {
+	return breaker.Hooks{OnStateChange: func(_ string, from, to breaker.State) {
+		l.mu.Lock()
+		l.transitions = append(l.transitions, from.String()+">"+to.String())
+		l.mu.Unlock()
+	}}
+}
+
+func (l *stateLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return strings.Join(l.transitions, ",")
 }
 
 func TestBreakerOpensUnderUnavailableStormAndRecovers(t *testing.T) {
@@ -51,18 +72,20 @@ func TestBreakerOpensUnderUnavailableStormAndRecovers(t *testing.T) {
 		return echo(ctx, r)
 	}}
 	srv := startServer(t, svc, serverOptions(t, grpcinfer.ServerConfig{}))
-	var mu sync.Mutex
-	var transitions []string
-	p := newPolicy(t, breaker.Config{
+	var log stateLog
+	var servedAtOpen atomic.Int64 // the server's count when the breaker first opened
+	hooks := log.hooks()
+	record := hooks.OnStateChange
+	hooks.OnStateChange = func(name string, from, to breaker.State) {
+		if to == breaker.StateOpen {
+			servedAtOpen.CompareAndSwap(0, served.Load())
+		}
+		record(name, from, to)
+	}
+	cc := dial(t, srv.Addr, grpcinfer.ClientConfig{Policy: fast(breaker.Config{
 		Name: "storm", WindowSize: 10, MinimumCalls: 5, FailureRate: 50, OpenDuration: 50 * time.Millisecond,
-		HalfOpenCalls: 1, MaxAttempts: 1, Timeout: breaker.NoTimeout,
-		Hooks: breaker.Hooks{OnStateChange: func(_ string, from, to breaker.State) {
-			mu.Lock()
-			transitions = append(transitions, from.String()+">"+to.String())
-			mu.Unlock()
-		}},
-	})
-	cc := dial(t, srv.Addr, grpcinfer.ClientConfig{Policy: p, ServiceConfig: "{}"})
+		HalfOpenCalls: 1, MaxAttempts: 1, Hooks: hooks,
+	})})
 	ctx := longCtx(t, 20*time.Second)
 
 	var err error
@@ -76,8 +99,14 @@ func TestBreakerOpensUnderUnavailableStormAndRecovers(t *testing.T) {
 			t.Fatalf("call %d during the storm: %v", calls, err)
 		}
 	}
-	if !errors.Is(err, breaker.ErrOpen) || calls > 10 {
+	if !errors.Is(err, breaker.ErrOpen) {
 		t.Fatalf("breaker not open after %d calls: %v", calls, err)
+	}
+	// It opened on the MinimumCalls-th failure. (On a slow machine the 50 ms open period
+	// may pass before the next call, which then is a half-open trial, so the number of
+	// calls before the first refusal may be larger.)
+	if n := servedAtOpen.Load(); n != 5 {
+		t.Fatalf("breaker opened after %d failed calls, want MinimumCalls 5", n)
 	}
 	var ge *grpcinfer.Error
 	if !errors.As(err, &ge) || ge.Attempts != 0 || status.Code(err) != codes.Unavailable {
@@ -86,15 +115,15 @@ func TestBreakerOpensUnderUnavailableStormAndRecovers(t *testing.T) {
 	if int(served.Load()) != calls {
 		t.Fatalf("server saw %d calls, the client made %d before the breaker opened", served.Load(), calls)
 	}
-	// While open, calls never reach the server.
-	before := served.Load()
+	// While open, calls never reach the server: a call the breaker refused left the
+	// server's count as it was (the open period may pass early on a slow machine; then
+	// the call is a half-open trial and may reach the server).
 	for range 5 {
-		if _, err := invokeEcho(ctx, cc, &pb.ModelInferRequest{}); !errors.Is(err, breaker.ErrOpen) {
-			break // the open period may already have passed on a slow machine
+		before := served.Load()
+		_, err := invokeEcho(ctx, cc, &pb.ModelInferRequest{})
+		if errors.Is(err, breaker.ErrOpen) && served.Load() != before {
+			t.Fatal("a call the open breaker refused reached the server")
 		}
-	}
-	if served.Load() != before && p.State() == breaker.StateOpen {
-		t.Fatal("an open breaker let a call through")
 	}
 
 	// The storm ends; after the open period a trial call closes the breaker.
@@ -105,12 +134,10 @@ func TestBreakerOpensUnderUnavailableStormAndRecovers(t *testing.T) {
 		_, err := invokeEcho(ctx, cc, &pb.ModelInferRequest{})
 		recovered = err == nil
 	}
-	if !recovered || p.State() != breaker.StateClosed {
-		t.Fatalf("breaker did not recover: state %v", p.State())
+	got := log.String()
+	if !recovered {
+		t.Fatalf("breaker did not recover: transitions %s", got)
 	}
-	mu.Lock()
-	got := strings.Join(transitions, ",")
-	mu.Unlock()
 	if !strings.HasPrefix(got, "closed>open,open>half-open") || !strings.HasSuffix(got, "half-open>closed") {
 		t.Fatalf("transitions = %s", got)
 	}
@@ -207,8 +234,7 @@ func TestRetriesBeforeAnyResponse(t *testing.T) {
 				return echo(ctx, r)
 			}}
 			srv := startServer(t, svc, serverOptions(t, grpcinfer.ServerConfig{}))
-			p := newPolicy(t, breaker.Config{MaxAttempts: tc.attempts, Timeout: 10 * time.Second})
-			cc := dial(t, srv.Addr, grpcinfer.ClientConfig{Policy: p, ServiceConfig: "{}"})
+			cc := dial(t, srv.Addr, grpcinfer.ClientConfig{Policy: fast(breaker.Config{MaxAttempts: tc.attempts})})
 			resp, err := invokeEcho(longCtx(t, 20*time.Second), cc, &pb.ModelInferRequest{ModelName: "m", Id: "id-7"})
 			if status.Code(err) != tc.wantCode {
 				t.Fatalf("err = %v, want %v", err, tc.wantCode)
@@ -240,16 +266,16 @@ func TestErrorCarriesTheServerStatus(t *testing.T) {
 		return nil, status.Error(codes.NotFound, `unknown model "x"`)
 	}}
 	srv := startServer(t, svc, serverOptions(t, grpcinfer.ServerConfig{}))
-	for _, p := range []*breaker.Policy{nil, newPolicy(t, breaker.Config{})} {
-		cc := dial(t, srv.Addr, grpcinfer.ClientConfig{Policy: p})
+	for _, noPolicy := range []bool{true, false} {
+		cc := dial(t, srv.Addr, grpcinfer.ClientConfig{NoPolicy: noPolicy})
 		_, err := invokeEcho(longCtx(t, 10*time.Second), cc, &pb.ModelInferRequest{})
 		st, ok := status.FromError(err)
 		if !ok || st.Code() != codes.NotFound || st.Message() != `unknown model "x"` {
-			t.Fatalf("policy %v: status = %v, %v", p != nil, st, ok)
+			t.Fatalf("NoPolicy %v: status = %v, %v", noPolicy, st, ok)
 		}
 		var ge *grpcinfer.Error
 		if !errors.As(err, &ge) || ge.Method != echoMethod || !strings.Contains(err.Error(), echoMethod+": NotFound") {
-			t.Fatalf("policy %v: err = %v", p != nil, err)
+			t.Fatalf("NoPolicy %v: err = %v", noPolicy, err)
 		}
 	}
 }
@@ -264,8 +290,7 @@ func TestUnaryDeadlines(t *testing.T) {
 		return echo(ctx, r)
 	}}
 	srv := startServer(t, svc, serverOptions(t, grpcinfer.ServerConfig{}))
-	p := newPolicy(t, breaker.Config{MaxAttempts: 1, Timeout: breaker.NoTimeout})
-	cc := dial(t, srv.Addr, grpcinfer.ClientConfig{Policy: p, Methods: map[string]grpcinfer.MethodPolicy{
+	cc := dial(t, srv.Addr, grpcinfer.ClientConfig{Policy: breaker.Config{MaxAttempts: 1}, Methods: map[string]grpcinfer.MethodPolicy{
 		"/infermesh.test.Echo/": {Timeout: 150 * time.Millisecond},
 	}})
 	ctx := longCtx(t, 20*time.Second)
@@ -292,7 +317,7 @@ func TestUnaryDeadlines(t *testing.T) {
 		t.Fatalf("cancelled call: %v", err)
 	}
 	// Without a policy the method timeout still applies.
-	cc2 := dial(t, srv.Addr, grpcinfer.ClientConfig{Default: grpcinfer.MethodPolicy{Timeout: 80 * time.Millisecond}})
+	cc2 := dial(t, srv.Addr, grpcinfer.ClientConfig{NoPolicy: true, Default: grpcinfer.MethodPolicy{Timeout: 80 * time.Millisecond}})
 	if _, err := invokeEcho(ctx, cc2, &pb.ModelInferRequest{ModelName: "slow"}); status.Code(err) != codes.DeadlineExceeded {
 		t.Fatalf("no policy: %v", err)
 	}
@@ -320,8 +345,7 @@ func TestClientTracingAttempts(t *testing.T) {
 		return echo(ctx, r)
 	}}
 	srv := startServer(t, svc, serverOptions(t, grpcinfer.ServerConfig{}))
-	p := newPolicy(t, breaker.Config{MaxAttempts: 2})
-	cc := dial(t, srv.Addr, grpcinfer.ClientConfig{Policy: p, Tracing: in, ServiceConfig: "{}"})
+	cc := dial(t, srv.Addr, grpcinfer.ClientConfig{Policy: fast(breaker.Config{MaxAttempts: 2}), Tracing: in})
 	if _, err := invokeEcho(longCtx(t, 10*time.Second), cc, &pb.ModelInferRequest{ModelName: "mlp"}); err != nil {
 		t.Fatal(err)
 	}
@@ -388,11 +412,31 @@ func drain(st grpc.ClientStream) ([]string, error) {
 	return ids, errors.New("stream did not end")
 }
 
-func TestServerStreams(t *testing.T) {
-	t.Parallel()
-	var calls atomic.Int64
-	svc := &echoServer{stream: func(req *pb.ModelInferRequest, ss grpc.ServerStream) error {
-		n := calls.Add(1)
+// perID counts server calls per request id, so that concurrent or late calls of other
+// requests never enter a count.
+type perID struct{ m sync.Map }
+
+func (c *perID) add(id string) int64 {
+	n, _ := c.m.LoadOrStore(id, new(atomic.Int64))
+	return n.(*atomic.Int64).Add(1)
+}
+
+func (c *perID) get(id string) int64 {
+	if n, ok := c.m.Load(id); ok {
+		return n.(*atomic.Int64).Load()
+	}
+	return 0
+}
+
+// scriptedStreams is a server-stream handler that behaves as the request's model name says.
+// It counts the calls per request id in calls and records in deadlines the time each call
+// had left when it began.
+func scriptedStreams(calls *perID, deadlines *sync.Map) func(*pb.ModelInferRequest, grpc.ServerStream) error {
+	return func(req *pb.ModelInferRequest, ss grpc.ServerStream) error {
+		n := calls.add(req.Id)
+		if d, ok := ss.Context().Deadline(); ok {
+			deadlines.Store(req.Id, time.Until(d))
+		}
 		send := func(id string) error { return ss.SendMsg(&pb.ModelInferResponse{Id: id}) }
 		switch req.ModelName {
 		case "flaky-start": // fails before the first message once, then streams
@@ -431,39 +475,49 @@ func TestServerStreams(t *testing.T) {
 		_ = send("1")
 		_ = send("2")
 		return send("3")
-	}}
-	srv := startServer(t, svc, serverOptions(t, grpcinfer.ServerConfig{}))
-	ctx := longCtx(t, 30*time.Second)
-	newCC := func(mp grpcinfer.MethodPolicy, p *breaker.Policy) *grpc.ClientConn {
-		return dial(t, srv.Addr, grpcinfer.ClientConfig{Policy: p, ServiceConfig: "{}", Methods: map[string]grpcinfer.MethodPolicy{streamMethod: mp}})
 	}
-	policy := func() *breaker.Policy { return newPolicy(t, breaker.Config{MaxAttempts: 2}) }
+}
+
+func TestServerStreams(t *testing.T) {
+	t.Parallel()
+	var calls perID
+	var serverDeadline sync.Map // request id -> the time a server call had left
+	svc := &echoServer{stream: scriptedStreams(&calls, &serverDeadline)}
+	srv := startServer(t, svc, serverOptions(t, grpcinfer.ServerConfig{}))
+	ctx := longCtx(t, 60*time.Second)
+	newCC := func(mp grpcinfer.MethodPolicy, cfg grpcinfer.ClientConfig) *grpc.ClientConn {
+		cfg.Methods = map[string]grpcinfer.MethodPolicy{streamMethod: mp}
+		return dial(t, srv.Addr, cfg)
+	}
+	withPolicy := grpcinfer.ClientConfig{Policy: fast(breaker.Config{MaxAttempts: 2})}
+	noPolicy := grpcinfer.ClientConfig{NoPolicy: true}
 
 	t.Run("retried before the first message", func(t *testing.T) {
-		calls.Store(0)
-		st, err := openStream(ctx, newCC(grpcinfer.MethodPolicy{}, policy()), &pb.ModelInferRequest{ModelName: "flaky-start"})
+		st, err := openStream(ctx, newCC(grpcinfer.MethodPolicy{}, withPolicy), &pb.ModelInferRequest{ModelName: "flaky-start", Id: t.Name()})
 		if err != nil {
 			t.Fatal(err)
 		}
 		ids, err := drain(st)
-		if err != nil || strings.Join(ids, "") != "123" || calls.Load() != 2 {
-			t.Fatalf("ids %v, err %v, server calls %d", ids, err, calls.Load())
+		if err != nil || strings.Join(ids, "") != "123" || calls.get(t.Name()) != 2 {
+			t.Fatalf("ids %v, err %v, server calls %d", ids, err, calls.get(t.Name()))
 		}
 	})
 	t.Run("first-message timeout retried", func(t *testing.T) {
-		calls.Store(0)
-		st, err := openStream(ctx, newCC(grpcinfer.MethodPolicy{FirstMessageTimeout: 150 * time.Millisecond}, policy()), &pb.ModelInferRequest{ModelName: "slow-start"})
+		// The first server call never sends; later ones send at once. The timeout is ample
+		// for those, and a third attempt is allowed, so that a slow machine cannot turn a
+		// healthy attempt into a second timeout and end the stream.
+		cfg := grpcinfer.ClientConfig{Policy: fast(breaker.Config{MaxAttempts: 3})}
+		st, err := openStream(ctx, newCC(grpcinfer.MethodPolicy{FirstMessageTimeout: time.Second}, cfg), &pb.ModelInferRequest{ModelName: "slow-start", Id: t.Name()})
 		if err != nil {
 			t.Fatal(err)
 		}
 		ids, err := drain(st)
-		if err != nil || strings.Join(ids, "") != "123" || calls.Load() != 2 {
-			t.Fatalf("ids %v, err %v, server calls %d", ids, err, calls.Load())
+		if n := calls.get(t.Name()); err != nil || strings.Join(ids, "") != "123" || n < 2 || n > 3 {
+			t.Fatalf("ids %v, err %v, server calls %d (want the stalled one, then the one that streamed)", ids, err, n)
 		}
 	})
 	t.Run("never retried after a message", func(t *testing.T) {
-		calls.Store(0)
-		st, err := openStream(ctx, newCC(grpcinfer.MethodPolicy{}, policy()), &pb.ModelInferRequest{ModelName: "mid-failure"})
+		st, err := openStream(ctx, newCC(grpcinfer.MethodPolicy{}, withPolicy), &pb.ModelInferRequest{ModelName: "mid-failure", Id: t.Name()})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -472,13 +526,13 @@ func TestServerStreams(t *testing.T) {
 		if strings.Join(ids, "") != "ab" || !errors.As(err, &ge) || ge.Received != 2 || ge.Code != codes.Unavailable || ge.Verdict.Retryable {
 			t.Fatalf("ids %v, err %#v", ids, err)
 		}
-		if calls.Load() != 1 || status.Code(err) != codes.Unavailable {
-			t.Fatalf("server calls %d, code %v", calls.Load(), status.Code(err))
+		if calls.get(t.Name()) != 1 || status.Code(err) != codes.Unavailable {
+			t.Fatalf("server calls %d, code %v", calls.get(t.Name()), status.Code(err))
 		}
 	})
 	t.Run("no total timeout", func(t *testing.T) {
 		// Timeout is for unary calls; a stream longer than it runs to its end.
-		st, err := openStream(ctx, newCC(grpcinfer.MethodPolicy{Timeout: 100 * time.Millisecond, IdleTimeout: 5 * time.Second}, policy()), &pb.ModelInferRequest{ModelName: "long"})
+		st, err := openStream(ctx, newCC(grpcinfer.MethodPolicy{Timeout: 100 * time.Millisecond, IdleTimeout: 5 * time.Second}, withPolicy), &pb.ModelInferRequest{ModelName: "long"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -486,9 +540,9 @@ func TestServerStreams(t *testing.T) {
 			t.Fatalf("a 320ms stream under a 100ms Timeout: ids %v, err %v", ids, err)
 		}
 	})
-	for _, p := range []*breaker.Policy{policy(), nil} {
+	for _, cfg := range []grpcinfer.ClientConfig{withPolicy, noPolicy} {
 		t.Run("idle timeout", func(t *testing.T) {
-			st, err := openStream(ctx, newCC(grpcinfer.MethodPolicy{IdleTimeout: 100 * time.Millisecond}, p), &pb.ModelInferRequest{ModelName: "stall"})
+			st, err := openStream(ctx, newCC(grpcinfer.MethodPolicy{IdleTimeout: 100 * time.Millisecond}, cfg), &pb.ModelInferRequest{ModelName: "stall"})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -496,7 +550,7 @@ func TestServerStreams(t *testing.T) {
 			ids, err := drain(st)
 			var ge *grpcinfer.Error
 			if len(ids) != 1 || status.Code(err) != codes.DeadlineExceeded || !errors.As(err, &ge) || ge.Received != 1 || !strings.Contains(err.Error(), "idle timeout 100ms after 1 messages") {
-				t.Fatalf("policy %v: ids %v, err %v", p != nil, ids, err)
+				t.Fatalf("NoPolicy %v: ids %v, err %v", cfg.NoPolicy, ids, err)
 			}
 			if el := time.Since(start); el < 100*time.Millisecond || el > 3*time.Second {
 				t.Fatalf("idle timeout after %v", el)
@@ -504,28 +558,41 @@ func TestServerStreams(t *testing.T) {
 		})
 	}
 	t.Run("max stream duration", func(t *testing.T) {
-		st, err := openStream(ctx, newCC(grpcinfer.MethodPolicy{MaxStreamDuration: 200 * time.Millisecond}, nil), &pb.ModelInferRequest{ModelName: "forever"})
+		// A stream that would never end is cut at MaxStreamDuration while messages flow,
+		// and the server sees the limit as its deadline. The limit leaves ample time for
+		// the first messages on a slow machine.
+		const limit = time.Second
+		cc := newCC(grpcinfer.MethodPolicy{MaxStreamDuration: limit}, noPolicy)
+		start := time.Now()
+		st, err := openStream(ctx, cc, &pb.ModelInferRequest{ModelName: "forever", Id: t.Name()})
 		if err != nil {
 			t.Fatal(err)
 		}
 		ids, err := drain(st)
-		if len(ids) == 0 || status.Code(err) != codes.DeadlineExceeded {
-			t.Fatalf("ids %d, err %v", len(ids), err)
+		el := time.Since(start)
+		want := fmt.Sprintf("max duration %v after %d messages", limit, len(ids))
+		if len(ids) == 0 || status.Code(err) != codes.DeadlineExceeded || !strings.Contains(err.Error(), want) {
+			t.Fatalf("ids %d, err %v; want DEADLINE_EXCEEDED %q", len(ids), err, want)
+		}
+		left, ok := serverDeadline.Load(t.Name())
+		if el < limit || !ok || left.(time.Duration) > limit {
+			t.Fatalf("cut after %v; the server's deadline had %v left (set %v)", el, left, ok)
 		}
 	})
 	t.Run("open breaker refuses streams", func(t *testing.T) {
-		p := newPolicy(t, breaker.Config{MinimumCalls: 1, WindowSize: 1, MaxAttempts: 1, OpenDuration: time.Hour})
-		cc := newCC(grpcinfer.MethodPolicy{}, p)
-		calls.Store(0) // slow-start: the first server call never sends a message
-		st, err := openStream(ctx, cc, &pb.ModelInferRequest{ModelName: "slow-start"}, grpcinfer.WithCallPolicy(grpcinfer.MethodPolicy{FirstMessageTimeout: 50 * time.Millisecond}))
+		var log stateLog
+		cc := newCC(grpcinfer.MethodPolicy{}, grpcinfer.ClientConfig{Policy: breaker.Config{
+			MinimumCalls: 1, WindowSize: 1, MaxAttempts: 1, OpenDuration: time.Hour, Hooks: log.hooks()}})
+		// slow-start: the first server call never sends a message
+		st, err := openStream(ctx, cc, &pb.ModelInferRequest{ModelName: "slow-start", Id: t.Name()}, grpcinfer.WithCallPolicy(grpcinfer.MethodPolicy{FirstMessageTimeout: 50 * time.Millisecond}))
 		if err != nil {
 			t.Fatal(err)
 		}
 		if _, err := drain(st); status.Code(err) != codes.DeadlineExceeded {
 			t.Fatalf("timed-out first message: %v", err)
 		}
-		if p.State() != breaker.StateOpen {
-			t.Fatalf("breaker %v after a failed stream start", p.State())
+		if got := log.String(); got != "closed>open" {
+			t.Fatalf("breaker transitions %q after a failed stream start, want closed>open", got)
 		}
 		st, _ = openStream(ctx, cc, &pb.ModelInferRequest{})
 		if _, err := drain(st); !errors.Is(err, breaker.ErrOpen) || status.Code(err) != codes.Unavailable {
@@ -550,7 +617,7 @@ func TestBidiStream(t *testing.T) {
 		}
 	}}
 	srv := startServer(t, svc, serverOptions(t, grpcinfer.ServerConfig{}))
-	cc := dial(t, srv.Addr, grpcinfer.ClientConfig{Policy: newPolicy(t, breaker.Config{}), Default: grpcinfer.MethodPolicy{IdleTimeout: time.Second}})
+	cc := dial(t, srv.Addr, grpcinfer.ClientConfig{Default: grpcinfer.MethodPolicy{IdleTimeout: time.Second}})
 	st, err := cc.NewStream(longCtx(t, 10*time.Second), &echoDesc.Streams[1], bidiMethod)
 	if err != nil {
 		t.Fatal(err)
@@ -592,8 +659,7 @@ func TestLocalFailuresClassified(t *testing.T) {
 	}
 	addr := lis.Addr().String()
 	lis.Close()
-	p := newPolicy(t, breaker.Config{MaxAttempts: 2})
-	_, err = invokeEcho(ctx, dial(t, addr, grpcinfer.ClientConfig{Policy: p, ServiceConfig: "{}"}), &pb.ModelInferRequest{})
+	_, err = invokeEcho(ctx, dial(t, addr, grpcinfer.ClientConfig{Policy: fast(breaker.Config{MaxAttempts: 2})}), &pb.ModelInferRequest{})
 	var ge *grpcinfer.Error
 	if !errors.As(err, &ge) || ge.Code != codes.Unavailable || ge.Verdict.Class != breaker.ClassConnection || !ge.Verdict.Retryable || ge.Attempts != 2 {
 		t.Fatalf("connection refused: %#v (%v)", ge, err)
@@ -605,7 +671,7 @@ func TestLocalFailuresClassified(t *testing.T) {
 		served.Add(1)
 		return echo(ctx, r)
 	}}, serverOptions(t, grpcinfer.ServerConfig{}))
-	cc := dial(t, srv.Addr, grpcinfer.ClientConfig{Policy: newPolicy(t, breaker.Config{MaxAttempts: 3}), MaxSendMsgSize: 1024})
+	cc := dial(t, srv.Addr, grpcinfer.ClientConfig{Policy: fast(breaker.Config{MaxAttempts: 3}), MaxSendMsgSize: 1024})
 	_, err = invokeEcho(ctx, cc, &pb.ModelInferRequest{RawInputContents: [][]byte{make([]byte, 4096)}})
 	if !errors.As(err, &ge) || ge.Code != codes.ResourceExhausted || ge.Verdict.Outcome != breaker.OutcomeExcluded || ge.Attempts != 1 || served.Load() != 0 {
 		t.Fatalf("oversized request: %#v (%v), served %d", ge, err, served.Load())

@@ -14,11 +14,11 @@ import (
 // within a bound, and round-trips what it compressed.
 func FuzzZstdDecompress(f *testing.F) {
 	c := encoding.GetCompressor(grpcinfer.Zstd)
-	var seed bytes.Buffer
-	w, _ := c.Compress(&seed)
+	var sample bytes.Buffer
+	w, _ := c.Compress(&sample)
 	_, _ = w.Write(bytes.Repeat([]byte("tensor "), 100))
 	_ = w.Close()
-	f.Add(seed.Bytes())
+	f.Add(sample.Bytes())
 	f.Add([]byte{0x28, 0xb5, 0x2f, 0xfd, 0x00, 0x58})
 	f.Add([]byte("not zstd"))
 	f.Fuzz(func(t *testing.T, data []byte) {

@@ -13,16 +13,21 @@
 // "too_many_pings" by a server of the presets. Messages may be 64 MiB (gRPC's 4 MiB default
 // is too small for tensors). Importing the package registers a zstd compressor (on
 // github.com/klauspost/compress, encoders and decoders pooled) and gRPC's gzip; a client opts
-// in with [ClientConfig].Compressor and the server answers in kind. [DefaultServiceConfig]
-// lets gRPC retry UNAVAILABLE once, under retryThrottling.
+// in with [ClientConfig].Compressor and the server answers in kind.
 //
 // # Client interceptors
 //
 // [ClientInterceptors] (installed by DialOptions) run each call through a
-// [github.com/infermesh/infermesh/breaker.Policy]: circuit breaker and retries with a budget.
+// [github.com/infermesh/infermesh/breaker.Policy] built from [ClientConfig].Policy: circuit
+// breaker and retries with a budget, on by default (the zero ClientConfig means the breaker
+// package's defaults; NoPolicy switches both off). Use one ClientConfig per upstream, since
+// each builds one breaker. The interceptors are the only retry layer: DialOptions switches
+// gRPC's own service-config retries off, so an attempt is never multiplied underneath.
 // Time limits come from a [MethodPolicy] per method and are applied as context deadlines,
 // which gRPC enforces and sends to the server, so the call stays on the caller's goroutine.
-// Failures are classified by gRPC status (see [Error] and its Verdict):
+// Failures are classified by gRPC status (see [Error] and its Verdict): a request the
+// server refused as larger than its receive limit is the caller's mistake, neither retried
+// nor held against the upstream;
 // UNAVAILABLE and a shed RESOURCE_EXHAUSTED are retried only before any response message has
 // arrived, a server's grpc-retry-pushback-ms is honoured as the wait, and a trailers-only
 // UNAVAILABLE carrying Envoy's marks (x-envoy-overloaded, "no healthy upstream",

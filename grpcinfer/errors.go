@@ -67,6 +67,16 @@ const (
 	envoyResetPrefix       = "upstream connect error or disconnect/reset before headers"
 )
 
+// grpcRecvTooLarge holds the grpc-message prefixes with which a grpc-go server refuses a
+// request over its receive limit (RESOURCE_EXHAUSTED, trailers-only, before any handler
+// runs): on the wire, then after decompression. Like Envoy's replies above, they are
+// protocol text a server sends, not Go error text of ours.
+var grpcRecvTooLarge = [...]string{
+	"grpc: received message larger than max (",
+	"grpc: received message after decompression larger than max ",
+	"grpc: message after decompression larger than max (",
+}
+
 // Error is the error the client interceptors return for every failed call. It carries the
 // gRPC status (GRPCStatus, so status.FromError, status.Code and grpc-go itself see the code
 // and message the server sent), what the interceptor learned about the failure, and the
@@ -199,8 +209,10 @@ func attemptError(err error, f attemptFacts) *Error {
 //	                                          retryable before any response message
 //	RESOURCE_EXHAUSTED                        failure, overloaded, retryable only when no
 //	                                          headers and no message arrived (a shed call);
-//	                                          a request over the client's own send limit is
-//	                                          excluded, client_error
+//	                                          a request over the client's own send limit,
+//	                                          or refused by the server as larger than its
+//	                                          receive limit, is excluded, client_error, not
+//	                                          retryable: the caller's mistake, not an outage
 //	DEADLINE_EXCEEDED (server or a per-try)   failure, timeout, retryable before any message
 //	ABORTED, CANCELLED (not by the caller)    failure, server_error / connection, retryable
 //	                                          before any message
@@ -240,7 +252,7 @@ func verdictFor(e *Error, retryable bool, f attemptFacts) breaker.Verdict {
 		}
 		v.Retryable = retryable
 	case codes.ResourceExhausted:
-		if e.TrailersOnly && overSendLimit(f.req, f.maxSend) {
+		if e.TrailersOnly && (overSendLimit(f.req, f.maxSend) || overServerLimit(e.status.Message())) {
 			return breaker.Verdict{Outcome: breaker.OutcomeExcluded, Class: breaker.ClassClientError}
 		}
 		v.Class = breaker.ClassOverloaded
@@ -265,4 +277,15 @@ func verdictFor(e *Error, retryable bool, f attemptFacts) breaker.Verdict {
 func overSendLimit(req any, maxSend int) bool {
 	m, ok := req.(proto.Message)
 	return ok && maxSend > 0 && proto.Size(m) > maxSend
+}
+
+// overServerLimit reports whether a server's RESOURCE_EXHAUSTED message says the request was
+// larger than the server's receive limit.
+func overServerLimit(msg string) bool {
+	for _, p := range grpcRecvTooLarge {
+		if strings.HasPrefix(msg, p) {
+			return true
+		}
+	}
+	return false
 }

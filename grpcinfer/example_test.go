@@ -68,13 +68,12 @@ func Example() {
 	go gs.Serve(lis)
 	gate.SetReady(true)
 
-	// Client.
-	policy, err := breaker.New(breaker.Config{Name: "scaler", Backoff: breaker.Backoff{Initial: 10 * time.Millisecond}})
-	if err != nil {
-		panic(err)
-	}
-	dopts, err := grpcinfer.DialOptions(grpcinfer.ClientConfig{Policy: policy, Compressor: grpcinfer.Zstd,
-		Default: grpcinfer.MethodPolicy{Timeout: 5 * time.Second}})
+	// Client: one ClientConfig per upstream; its Policy builds that upstream's breaker.
+	dopts, err := grpcinfer.DialOptions(grpcinfer.ClientConfig{
+		Policy:     breaker.Config{Name: "scaler", Backoff: breaker.Backoff{Initial: 10 * time.Millisecond}},
+		Compressor: grpcinfer.Zstd,
+		Default:    grpcinfer.MethodPolicy{Timeout: 5 * time.Second},
+	})
 	if err != nil {
 		panic(err)
 	}
@@ -118,8 +117,7 @@ func ExampleError() {
 	go gs.Serve(lis)
 	defer gs.Stop()
 
-	policy, _ := breaker.New(breaker.Config{})
-	dopts, _ := grpcinfer.DialOptions(grpcinfer.ClientConfig{Policy: policy})
+	dopts, _ := grpcinfer.DialOptions(grpcinfer.ClientConfig{}) // the defaults: breaker and retries on
 	cc, _ := grpc.NewClient(lis.Addr().String(), append(dopts, grpc.WithTransportCredentials(insecure.NewCredentials()))...)
 	defer cc.Close()
 

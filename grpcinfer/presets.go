@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc"
@@ -25,28 +26,6 @@ const (
 	DefaultKeepaliveMinTime    = 15 * time.Second
 	DefaultKeepaliveServerTime = 60 * time.Second
 )
-
-// DefaultServiceConfig is the service config [DialOptions] installs unless
-// [ClientConfig.ServiceConfig] replaces it. gRPC itself retries UNAVAILABLE once more for
-// every method (after 50 ms to 1 s of backoff), and retryThrottling turns those transparent
-// retries off while more than about half of recent calls fail (a token bucket of 10, each
-// failure costs 1, each success returns 0.1), so an outage does not double the load.
-//
-// gRPC retries only while nothing of the response has arrived and only requests of up to
-// 256 KiB (its retry buffer); everything else is left to the client interceptor's policy.
-const DefaultServiceConfig = `{
-  "methodConfig": [{
-    "name": [{}],
-    "retryPolicy": {
-      "maxAttempts": 2,
-      "initialBackoff": "0.05s",
-      "maxBackoff": "1s",
-      "backoffMultiplier": 2,
-      "retryableStatusCodes": ["UNAVAILABLE"]
-    }
-  }],
-  "retryThrottling": {"maxTokens": 10, "tokenRatio": 0.1}
-}`
 
 // Keepalive configures HTTP/2 keepalive pings for both presets. Give the same value to
 // [ClientConfig] and [ServerConfig]: both validate that the client's Time is not below the
@@ -190,12 +169,44 @@ func NewServer(cfg ServerConfig, extra ...grpc.ServerOption) (*grpc.Server, erro
 	return s, nil
 }
 
-// checkServiceConfig validates a service config as JSON (gRPC validates its contents when the
-// connection starts).
-func checkServiceConfig(sc string) error {
-	var v map[string]any
-	if err := json.Unmarshal([]byte(sc), &v); err != nil {
+// checkServiceConfig validates a service config as a JSON object (gRPC validates the rest
+// when the connection starts) and, while the interceptors retry, refuses a retry or hedging
+// policy in it: gRPC would repeat each of their attempts.
+func checkServiceConfig(sc string, interceptorsRetry bool) error {
+	if sc == "" {
+		return nil
+	}
+	var top map[string]json.RawMessage
+	if err := json.Unmarshal([]byte(sc), &top); err != nil {
 		return fmt.Errorf("grpcinfer: ClientConfig.ServiceConfig is not a JSON object: %w", err)
+	}
+	if !interceptorsRetry {
+		return nil
+	}
+	for key, raw := range top {
+		// gRPC reads the config with encoding/json, which matches keys case-insensitively.
+		if strings.EqualFold(key, "methodConfig") {
+			if err := refuseRetries(raw); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// refuseRetries returns an error naming the first entry of a service config's methodConfig
+// list that asks gRPC to retry or hedge.
+func refuseRetries(methodConfig json.RawMessage) error {
+	var methods []map[string]json.RawMessage
+	if err := json.Unmarshal(methodConfig, &methods); err != nil {
+		return fmt.Errorf("grpcinfer: ClientConfig.ServiceConfig methodConfig is not a list of objects: %w", err)
+	}
+	for i, mc := range methods {
+		for k, v := range mc {
+			if (strings.EqualFold(k, "retryPolicy") || strings.EqualFold(k, "hedgingPolicy")) && string(v) != "null" {
+				return fmt.Errorf("grpcinfer: ClientConfig.ServiceConfig methodConfig[%d] has a %s, but the client interceptors' Policy already retries and gRPC would repeat each of its attempts: remove it, or set ClientConfig.NoPolicy to let gRPC retry instead", i, k)
+			}
+		}
 	}
 	return nil
 }

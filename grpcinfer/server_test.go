@@ -48,7 +48,8 @@ func TestLoadSheddingRefusesBeforeTheHandler(t *testing.T) {
 	}
 	srv := startServer(t, svc, serverOptions(t, grpcinfer.ServerConfig{MaxConcurrentCalls: limit, ShedRetryAfter: 250 * time.Millisecond}),
 		func(gs *grpc.Server) { _, _ = grpcinfer.NewHealthGate(gs, grpcinfer.HealthConfig{}) })
-	cc := dial(t, srv.Addr, grpcinfer.ClientConfig{ServiceConfig: "{}"})
+	// Single attempts, so that every refusal the server sends reaches the test.
+	cc := dial(t, srv.Addr, grpcinfer.ClientConfig{NoPolicy: true})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 
@@ -127,7 +128,7 @@ func TestMinRemainingDeadline(t *testing.T) {
 		return echo(ctx, req)
 	}}
 	srv := startServer(t, svc, serverOptions(t, grpcinfer.ServerConfig{MinRemainingDeadline: 2 * time.Second}))
-	cc := dial(t, srv.Addr, grpcinfer.ClientConfig{})
+	cc := dial(t, srv.Addr, grpcinfer.ClientConfig{NoPolicy: true}) // the server's refusal, unretried
 
 	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 	defer cancel()

@@ -39,12 +39,9 @@ func run(ctx context.Context, addr string, out io.Writer) error {
 	defer s.gs.Stop() // no-op after a drain; stops the server on early returns
 
 	// Client side: the client preset with a breaker policy and zstd, and the streaming client.
-	policy, err := breaker.New(breaker.Config{Name: "xor-mlp", MaxAttempts: 3, Backoff: breaker.Backoff{Initial: 20 * time.Millisecond}})
-	if err != nil {
-		return err
-	}
 	dopts, err := grpcinfer.DialOptions(grpcinfer.ClientConfig{
-		Policy: policy, Compressor: grpcinfer.Zstd,
+		Policy:     breaker.Config{Name: "xor-mlp", MaxAttempts: 3, Backoff: breaker.Backoff{Initial: 20 * time.Millisecond}},
+		Compressor: grpcinfer.Zstd,
 		Default: grpcinfer.MethodPolicy{Timeout: 5 * time.Second, PerTryTimeout: 2 * time.Second},
 	})
 	if err != nil {

@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -263,11 +262,7 @@ func newGRPCCaller(c Client, t Target, p payload.Kind, comp Compression, conns *
 			return nil, fmt.Errorf("client %s cannot send %s messages", c, comp)
 		}
 	case GRPCInfer:
-		pol, err := breaker.New(breaker.Config{Name: "meshbench", Timeout: 30 * time.Second, PerTryTimeout: 10 * time.Second})
-		if err != nil {
-			return nil, err
-		}
-		cfg := grpcinfer.ClientConfig{Policy: pol}
+		cfg := grpcinfer.ClientConfig{Policy: breaker.Config{Name: "meshbench"}}
 		if comp != None {
 			cfg.Compressor = string(comp)
 		}
