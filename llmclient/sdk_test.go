@@ -14,6 +14,7 @@ import (
 	openai "github.com/sashabaranov/go-openai"
 
 	"github.com/infermesh/infermesh/llmclient"
+	"github.com/infermesh/infermesh/llmclient/llmtest"
 )
 
 // sdkResult is what one SDK call gave its caller.
@@ -131,7 +132,7 @@ func openAIGo(baseURL string, hc *http.Client) sdk {
 		p := openaigo.ChatCompletionNewParams{Model: "gpt-4o-mini", Messages: []openaigo.ChatCompletionMessageParamUnion{openaigo.UserMessage("hello there")}}
 		if tools {
 			p.Tools = []openaigo.ChatCompletionToolUnionParam{openaigo.ChatCompletionFunctionTool(openaigo.FunctionDefinitionParam{
-				Name: "weather", Parameters: openaigo.FunctionParameters{"type": "object"}})}
+				Name: "weather", Parameters: openaigo.FunctionParameters{"type": "object", "properties": map[string]any{"city": map[string]any{"type": "string"}}}})}
 			p.ToolChoice = openaigo.ChatCompletionToolChoiceOptionUnionParam{OfAuto: openaigo.String("required")}
 		}
 		return p
@@ -207,46 +208,64 @@ var responsesSequence = []string{
 }
 
 // TestSDKsEndToEnd: go-openai and openai-go, unmodified, make every kind of call
-// through NewHTTPClient(Config{}) against an upstream written with httptest: each
-// answer whole and in order, each call one upstream request.
+// through NewHTTPClient(Config{}) against llmtest and against an upstream written with
+// httptest: each answer whole and in order, each call one upstream request.
 func TestSDKsEndToEnd(t *testing.T) {
 	hc, err := llmclient.NewHTTPClient(llmclient.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer hc.CloseIdleConnections()
-	for _, mk := range []func(string, *http.Client) sdk{goOpenAI, openAIGo} {
-		u := newUpstream(t)
-		s := mk(u.URL+"/v1", hc)
-		ctx := context.Background()
-		for _, tc := range []struct {
-			call     string
-			run      func(context.Context) sdkResult
-			path     string
-			text     string
-			sequence []string
-		}{
-			{"chat", s.chat, "/v1/chat/completions", "Hello there", nil},
-			{"chat stream", s.chatStream, "/v1/chat/completions", "Hello there", nil},
-			{"tool-call deltas", s.tools, "/v1/chat/completions", `weather{"city":"Oslo"}`, nil},
-			{"embeddings", s.embed, "/v1/embeddings", "vv", nil},
-			{"responses", s.responses, "/v1/responses", "Hello there", nil},
-			{"responses stream", s.responsesStream, "/v1/responses", "Hel" + "lo " + "there", responsesSequence},
-		} {
-			before := u.hits(tc.path)
-			res := tc.run(ctx)
-			if res.err != nil {
-				t.Errorf("%s %s: %v", s.name, tc.call, res.err)
-				continue
+	lt := llmtest.NewTestServer(t, llmtest.WithChunks(3, "ok "), llmtest.WithEmbeddingDimension(2))
+	type upstreamKind struct {
+		name, url, text, args string
+		hits                  func(path string) int
+	}
+	hu := newUpstream(t)
+	for _, up := range []upstreamKind{
+		{"httptest", hu.URL, "Hello there", `{"city":"Oslo"}`, hu.hits},
+		{"llmtest", lt.URL, "ok ok ok ", `{"city":"llmtest"}`, func(path string) int {
+			n := 0
+			for _, r := range lt.Requests() {
+				if r.Path == path {
+					n++
+				}
 			}
-			if res.text != tc.text {
-				t.Errorf("%s %s: got %q, want %q", s.name, tc.call, res.text, tc.text)
-			}
-			if tc.sequence != nil && strings.Join(res.events, ",") != strings.Join(tc.sequence, ",") {
-				t.Errorf("%s %s: events\n got %v\nwant %v", s.name, tc.call, res.events, tc.sequence)
-			}
-			if n := u.hits(tc.path) - before; n != 1 {
-				t.Errorf("%s %s: %d upstream requests, want 1", s.name, tc.call, n)
+			return n
+		}},
+	} {
+		for _, mk := range []func(string, *http.Client) sdk{goOpenAI, openAIGo} {
+			s := mk(up.url+"/v1", hc)
+			ctx := context.Background()
+			for _, tc := range []struct {
+				call     string
+				run      func(context.Context) sdkResult
+				path     string
+				text     string
+				sequence []string
+			}{
+				{"chat", s.chat, "/v1/chat/completions", up.text, nil},
+				{"chat stream", s.chatStream, "/v1/chat/completions", up.text, nil},
+				{"tool-call deltas", s.tools, "/v1/chat/completions", "weather" + up.args, nil},
+				{"embeddings", s.embed, "/v1/embeddings", "vv", nil},
+				{"responses", s.responses, "/v1/responses", up.text, nil},
+				{"responses stream", s.responsesStream, "/v1/responses", up.text, responsesSequence},
+			} {
+				before := up.hits(tc.path)
+				res := tc.run(ctx)
+				if res.err != nil {
+					t.Errorf("%s, %s %s: %v", up.name, s.name, tc.call, res.err)
+					continue
+				}
+				if res.text != tc.text {
+					t.Errorf("%s, %s %s: got %q, want %q", up.name, s.name, tc.call, res.text, tc.text)
+				}
+				if tc.sequence != nil && strings.Join(res.events, ",") != strings.Join(tc.sequence, ",") {
+					t.Errorf("%s, %s %s: events\n got %v\nwant %v", up.name, s.name, tc.call, res.events, tc.sequence)
+				}
+				if n := up.hits(tc.path) - before; n != 1 {
+					t.Errorf("%s, %s %s: %d upstream requests, want 1", up.name, s.name, tc.call, n)
+				}
 			}
 		}
 	}
