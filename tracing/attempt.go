@@ -146,6 +146,13 @@ func (a *Attempt) Mesh(m Mesh) {
 	c.mu.Unlock()
 }
 
+// Backend records the named backend the attempt went to (infermesh.backend).
+func (a *Attempt) Backend(name string) {
+	if a != nil && name != "" {
+		a.span.SetAttributes(BackendKey.String(name))
+	}
+}
+
 // HTTPStatus records the attempt's HTTP response status code
 // (http.response.status_code).
 func (a *Attempt) HTTPStatus(code int) {

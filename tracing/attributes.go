@@ -42,6 +42,13 @@ const (
 	MeshAttemptCountKey = attribute.Key("infermesh.mesh.attempt_count")
 	// StreamChunksKey (int) on a streamed call span: the chunks observed.
 	StreamChunksKey = attribute.Key("infermesh.stream.chunks")
+
+	// BackendKey is the named backend a steered call (or attempt) went to.
+	BackendKey = attribute.Key("infermesh.backend")
+	// HedgeKey reports that a call was hedged on a second backend after a slow
+	// first chunk; HedgeWinnerKey names the backend whose answer the caller got.
+	HedgeKey       = attribute.Key("infermesh.hedge")
+	HedgeWinnerKey = attribute.Key("infermesh.hedge.winner")
 )
 
 // Legacy keys of the seed deployment, set when Config.LegacyLLMTags is on.

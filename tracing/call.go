@@ -105,6 +105,9 @@ type Call struct {
 	chunks       int
 	breakerState string
 	fallback     string
+	backend      string
+	hedged       bool
+	hedgeWinner  string
 	mesh         Mesh
 	clientTime   time.Duration // the client's time of the exchange mesh describes
 	hasMesh      bool
@@ -272,6 +275,16 @@ func (c *Call) BudgetRejected(attempt int, reason string) {
 // Breaker records the circuit breaker state the call saw ("closed",
 // "half-open", "open"); the last one is kept.
 func (c *Call) Breaker(state string) { c.update(func() { c.breakerState = state }) }
+
+// Backend records the named backend a steered call went to (infermesh.backend); the
+// last one is kept.
+func (c *Call) Backend(name string) { c.update(func() { c.backend = name }) }
+
+// Hedge records that the call was hedged on a second backend (infermesh.hedge) and
+// which backend's answer the caller got (infermesh.hedge.winner; "" while undecided).
+func (c *Call) Hedge(winner string) {
+	c.update(func() { c.hedged, c.hedgeWinner = true, winner })
+}
 
 // Fallback records that the call was handed to the fallback target: the
 // infermesh.fallback.target attribute, an event and the infermesh.fallbacks
@@ -475,6 +488,15 @@ func (c *Call) endSpan(errorType string) {
 	}
 	if c.fallback != "" {
 		attrs = append(attrs, FallbackTargetKey.String(c.fallback))
+	}
+	if c.backend != "" {
+		attrs = append(attrs, BackendKey.String(c.backend))
+	}
+	if c.hedged {
+		attrs = append(attrs, HedgeKey.Bool(true))
+		if c.hedgeWinner != "" {
+			attrs = append(attrs, HedgeWinnerKey.String(c.hedgeWinner))
+		}
 	}
 	if c.hasMesh {
 		attrs = appendMesh(attrs, c.mesh, c.clientTime)
