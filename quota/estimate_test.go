@@ -1,0 +1,74 @@
+package quota
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+)
+
+func TestEstimateTokens(t *testing.T) {
+	for _, tc := range []struct {
+		body       string
+		defaultMax int
+		answer     int // the estimate less len(body)/4
+	}{
+		{`{"model":"m","messages":[{"role":"user","content":"hi"}],"max_tokens":256}`, 1000, 256},
+		{`{"max_completion_tokens": 100, "max_tokens": 50}`, 1000, 100},
+		{`{"input":"hi","max_output_tokens":64}`, 1000, 64},
+		{`{"model":"m"}`, 1000, 1000},
+		{`{"model":"m"}`, -5, 0},
+		{`{"max_tokens":null}`, 7, 7},
+		{`{"max_tokens":"256"}`, 7, 7},
+		{`{"max_tokens":-1}`, 7, 7},
+		{`{"max_tokens":1.5}`, 7, 7},
+		{`{"max_tokens":1,"max_tokens":2}`, 7, 2},
+		{`{"max_tokens":99999999999999999999999}`, 7, maxCount},
+		{`{"metadata":{"max_tokens":5},"tools":[{"max_tokens":6}]}`, 7, 7},
+		{`{"messages":[{"content":"a \"max_tokens\": 9 \\"}],"max_tokens":3}`, 7, 3},
+		{`{"max\u005ftokens":12}`, 7, 12},
+		{` { "max_tokens" : 12 } `, 7, 12},
+		{`["max_tokens", 5]`, 7, 7},
+		{`not json`, 7, 7},
+		{``, 7, 7},
+		{`{"max_tokens":12`, 7, 12},
+		{`{"a":"unterminated,"max_tokens":12}`, 7, 7},
+	} {
+		want := len(tc.body)/4 + tc.answer
+		if got := EstimateTokens([]byte(tc.body), tc.defaultMax); got != want {
+			t.Errorf("EstimateTokens(%s, %d) = %d, want %d", tc.body, tc.defaultMax, got, want)
+		}
+	}
+}
+
+// FuzzEstimateTokens compares the top-level scan with encoding/json on valid JSON objects,
+// and checks bounds on anything.
+func FuzzEstimateTokens(f *testing.F) {
+	f.Add([]byte(`{"model":"m","messages":[{"role":"user","content":"hi \"there\" \\"}],"max_tokens":256}`))
+	f.Add([]byte(`{"max_completion_tokens": 100, "max_tokens": 50, "x": [1, {"max_tokens": 9}]}`))
+	f.Add([]byte(`{"max\u005foutput_tokens":64, "max_tokens":"7"}`))
+	f.Add([]byte(`{"a":{"b":[[],{}]},"max_tokens":0}`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		got, found := maxAnswerTokens(body)
+		if got < 0 || got > maxCount || (!found && got != 0) {
+			t.Fatalf("maxAnswerTokens = %d, %v: out of bounds", got, found)
+		}
+		if e := EstimateTokens(body, 10); e < len(body)/4 || e > len(body)/4+maxCount {
+			t.Fatalf("EstimateTokens = %d for %d bytes", e, len(body))
+		}
+		var members map[string]json.RawMessage
+		if !json.Valid(body) || json.Unmarshal(body, &members) != nil || members == nil {
+			return
+		}
+		want, wantFound := 0, false
+		for _, name := range []string{"max_tokens", "max_completion_tokens", "max_output_tokens"} {
+			raw, ok := members[name]
+			if !ok || strings.Trim(string(raw), "0123456789") != "" {
+				continue
+			}
+			want, wantFound = max(want, refCount(string(raw))), true
+		}
+		if got != want || found != wantFound {
+			t.Fatalf("maxAnswerTokens(%s) = %d, %v; encoding/json says %d, %v", body, got, found, want, wantFound)
+		}
+	})
+}
