@@ -27,11 +27,12 @@ var errAttemptTimeout = fmt.Errorf("llmclient: attempt time limit: %w", context.
 // non-streamed answer is read whole; a stream is read up to its commit point (its first
 // output) and handed on from there. The policy's own ctx is not used: the call's
 // context already carries its deadline, and a stream outlives the policy.
-func (c *call) attempt(context.Context) (*http.Response, error) {
+func (c *call) attempt(parent context.Context, tg *target) (*http.Response, error) {
 	n := int(c.attempts.Add(1))
-	ctx, cancel := c.attemptContext()
+	ctx, cancel := c.attemptContext(parent)
 	ctx, span := c.obs.StartAttempt(ctx, n)
-	a := &try{c: c, ctx: ctx, cancel: cancel, span: span}
+	span.Backend(tg.name)
+	a := &try{c: c, tg: tg, ctx: ctx, cancel: cancel, span: span, start: time.Now()}
 	if c.info.Stream && c.op.Streams() {
 		a.firstToken = time.AfterFunc(c.route.Stream.FirstTokenTimeout, func() { cancel(ErrFirstTokenTimeout) })
 	}
@@ -47,10 +48,10 @@ func (c *call) attempt(context.Context) (*http.Response, error) {
 	return resp, nil
 }
 
-// attemptContext is an attempt's context: the call's, with the per-try limit for a
+// attemptContext is an attempt's context: the run's, with the per-try limit for a
 // non-streamed call. A stream's attempt is bounded by its first-token timer instead.
-func (c *call) attemptContext() (context.Context, context.CancelCauseFunc) {
-	ctx, cancel := context.WithCancelCause(c.ctx)
+func (c *call) attemptContext(parent context.Context) (context.Context, context.CancelCauseFunc) {
+	ctx, cancel := context.WithCancelCause(parent)
 	if pt := c.route.Policy.PerTryTimeout; pt > 0 && !c.info.Stream {
 		tctx, tcancel := context.WithTimeoutCause(ctx, pt, errAttemptTimeout)
 		return tctx, func(err error) { tcancel(); cancel(err) }
@@ -61,16 +62,18 @@ func (c *call) attemptContext() (context.Context, context.CancelCauseFunc) {
 // try is one attempt in progress.
 type try struct {
 	c          *call
+	tg         *target
 	ctx        context.Context
 	cancel     context.CancelCauseFunc
 	span       *tracing.Attempt
+	start      time.Time
 	firstToken *time.Timer // a stream's first-token timeout; nil otherwise
 }
 
 // run sends the request and judges the reply.
 func (a *try) run() (*http.Response, error) {
 	c := a.c
-	resp, err := c.t.base.RoundTrip(c.attemptRequest(a.ctx))
+	resp, err := c.t.base.RoundTrip(c.attemptRequest(a.ctx, a.tg))
 	if err != nil {
 		return nil, err
 	}
@@ -103,6 +106,7 @@ func (a *try) explain(err error) error {
 	if a.firstToken != nil {
 		a.firstToken.Stop()
 	}
+	a.observeFirst() // a hedge's delay must count the slow attempts too
 	switch cause := context.Cause(a.ctx); {
 	case errors.Is(cause, ErrFirstTokenTimeout):
 		return &attemptError{err: ErrFirstTokenTimeout, verdict: retryableTimeout}
@@ -127,10 +131,15 @@ func (a *try) end(err error) {
 	a.span.End(err, string(transport.Classify(err).Class))
 }
 
-// attemptRequest is the caller's request for one attempt, with a fresh body and ctx.
-func (c *call) attemptRequest(ctx context.Context) *http.Request {
+// attemptRequest is the caller's request for one attempt to tg, with a fresh body and
+// ctx.
+func (c *call) attemptRequest(ctx context.Context, tg *target) *http.Request {
 	r := c.req.WithContext(ctx) // a shallow copy: the header is shared until changed
-	body := c.body
+	if tg.name != "" {
+		r.URL, r.Host = tg.url, ""
+	}
+	r.Header = tg.header
+	body := tg.body
 	r.Body = io.NopCloser(bytes.NewReader(body)) // net/http sends this pair in one write
 	r.ContentLength = int64(len(body))
 	r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
@@ -152,10 +161,10 @@ func (a *try) errorAnswer(resp *http.Response, env mesh.Envoy, v breaker.Verdict
 		data = nil // the status says enough; a broken error body changes nothing
 	}
 	b, _ := llmwire.ParseBody(data)
-	if resp.StatusCode == http.StatusBadRequest && c.injected && b.Error != nil &&
+	if tg := a.tg; resp.StatusCode == http.StatusBadRequest && tg.injected && b.Error != nil &&
 		(b.Error.Param == "stream_options" || strings.Contains(b.Error.Message, "stream_options")) {
-		c.t.noUsage.Store(c.host, struct{}{})
-		c.body, c.injected = c.orig, false
+		c.t.noUsage.Store(tg.host, struct{}{})
+		tg.body, tg.injected = tg.orig, false
 		return a.run()
 	}
 	ae := c.newAPIError(resp.StatusCode, data, b.Error, env, v, false)
@@ -181,6 +190,7 @@ func (a *try) wholeAnswer(resp *http.Response, env mesh.Envoy) (*http.Response, 
 	if a.firstToken != nil && !a.firstToken.Stop() {
 		return nil, &attemptError{err: ErrFirstTokenTimeout, verdict: retryableTimeout}
 	}
+	a.observeFirst()
 	setBody(resp, data)
 	if !isJSON(resp.Header, data) {
 		return resp, nil // audio, files and other answers pass through
@@ -219,5 +229,14 @@ func (c *call) observe(model, id string, reasons []string, u llmwire.Usage) {
 	c.obs.Response(model, id, reasons...)
 	if u.Has {
 		c.obs.Usage(tracing.Usage{InputTokens: u.InputTokens, OutputTokens: u.OutputTokens, TotalTokens: u.Total})
+	}
+}
+
+// observeFirst tells the route's hedger how long this attempt took to its first output
+// (or, for an attempt that failed or was cut before it, how long it waited), once.
+func (a *try) observeFirst() {
+	if h := a.c.t.hedges[a.c.routeIx]; h != nil && a.tg.name != "" && !a.start.IsZero() {
+		h.hedger.Observe(a.tg.name, time.Since(a.start))
+		a.start = time.Time{}
 	}
 }

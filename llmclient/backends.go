@@ -93,6 +93,7 @@ const HeaderBackend = "X-Infermesh-Backend"
 type steering struct {
 	router   *steer.Router
 	backends map[string]*backend
+	keys     []string // the backends' API keys, scrubbed from errors like the caller's
 }
 
 // backend is a validated Backend.
@@ -117,6 +118,9 @@ func newSteering(s *Steering) (*steering, error) {
 		}
 		u.Path = strings.TrimSuffix(u.Path, "/")
 		st.backends[b.Name] = &backend{Backend: b, base: u}
+		if b.APIKey != "" {
+			st.keys = append(st.keys, b.APIKey)
+		}
 		sb = append(sb, steer.Backend{Name: b.Name, Weight: b.Weight})
 	}
 	r, err := steer.New(steer.Config{Backends: sb, Rules: s.Rules, Balance: s.Balance, AffinityHeader: s.AffinityHeader,

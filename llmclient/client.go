@@ -2,6 +2,7 @@ package llmclient
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -54,7 +55,9 @@ type Transport struct {
 	inst     *tracing.Instrumenter
 	chain    *fallback.Chain
 	policies *policies
-	judged   judged // failures already given to an SDK that may retry them itself
+	judged   judged     // failures already given to an SDK that may retry them itself
+	steering *steering  // nil: calls go where the caller sent them
+	hedges   []*hedging // per route; nil where the route does not hedge
 
 	// noUsage holds the hosts that answered 400 to stream_options: infermesh no longer
 	// adds include_usage for them.
@@ -96,9 +99,30 @@ func NewTransport(cfg Config) (*Transport, error) {
 	if err != nil {
 		return nil, fmt.Errorf("llmclient: Tracing: %w", err)
 	}
-	t := &Transport{cfg: r, base: base, inst: inst, chain: chain}
+	st, err := newSteering(cfg.Steering)
+	if err != nil {
+		return nil, err
+	}
+	t := &Transport{cfg: r, base: base, inst: inst, chain: chain, steering: st}
+	if t.hedges, err = newHedges(r.routes, st); err != nil {
+		return nil, err
+	}
 	t.policies = newPolicies(t, r.MaxUpstreams)
 	return t, nil
+}
+
+// SetWeights changes the weights of the steering's backends while calls run: backends
+// not named keep theirs. It is an atomic swap: the next call uses the new weights, and
+// no call waits or fails. It returns an error (and changes nothing) for an unknown
+// backend or a weight out of range, and when the transport has no Steering.
+func (t *Transport) SetWeights(weights map[string]int) error {
+	if t.steering == nil {
+		return errors.New("llmclient: SetWeights: the transport has no Steering")
+	}
+	if err := t.steering.router.SetWeights(weights); err != nil {
+		return fmt.Errorf("llmclient: %w", err)
+	}
+	return nil
 }
 
 // Unwrap returns the transport the attempts go through.
@@ -117,8 +141,9 @@ func (t *Transport) CloseIdleConnections() {
 	}
 }
 
-// State returns the breaker state for the route that path takes and the upstream host,
-// for dashboards and tests. A breaker that has not seen a call yet is closed.
+// State returns the breaker state for the route that path takes and the upstream host
+// (with Steering: the backend's name), for dashboards and tests. A breaker that has not
+// seen a call yet is closed.
 func (t *Transport) State(path, host string) breaker.State {
 	if p := t.policies.get(t.cfg.route(path), host); p != nil {
 		return p.State()
@@ -144,7 +169,6 @@ type call struct {
 	t       *Transport
 	req     *http.Request // the caller's request; its body has been read into orig
 	orig    []byte        // the body as the caller sent it
-	body    []byte        // what each attempt sends: orig, with include_usage when added
 	info    llmwire.Request
 	op      llmwire.Op
 	routeIx int
@@ -157,8 +181,9 @@ type call struct {
 	cancel  context.CancelCauseFunc
 
 	attempts  atomic.Int32
-	injected  bool // include_usage was added by infermesh
 	judgedKey judgedKey
+	served    *target  // where the answer came from
+	release   []func() // run when the call ends: steering's in-flight counts
 }
 
 // RoundTrip runs one logical call: request → route → policy → attempt → transport →
@@ -173,9 +198,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		c.cancel(nil)
 		return nil, err
 	}
-	pe := t.policies.acquire(c.routeIx, c.host)
-	defer t.policies.release(pe)
-	resp, err := c.run(pe.p)
+	resp, err := c.run()
 	if err != nil {
 		t.judged.remember(c, err)
 	}
@@ -190,12 +213,14 @@ func (t *Transport) newCall(req *http.Request) (*call, error) {
 	}
 	ri := t.cfg.route(req.URL.Path)
 	c := &call{
-		t: t, req: req, orig: body, body: body,
+		t: t, req: req, orig: body,
 		op: llmwire.OpOf(req.URL.Path), routeIx: ri, route: &t.cfg.routes[ri], host: req.URL.Host,
 		secrets: t.cfg.creds.Secrets(req.Header), tenant: t.cfg.creds.Fingerprint(req.Header),
 	}
+	if t.steering != nil {
+		c.secrets = append(c.secrets, t.steering.keys...) // a backend may echo its own key
+	}
 	c.info, _ = llmwire.ParseRequest(body) // a body that is not JSON goes as it is
-	c.stream()                             // decides whether infermesh adds include_usage
 	addr, port := tracing.ServerFromURL(req.URL)
 	ctx, obs := t.inst.Start(req.Context(), tracing.Request{
 		Operation:     c.op.Name(req.URL.Path),
@@ -225,34 +250,53 @@ func (t *Transport) newCall(req *http.Request) (*call, error) {
 	return c, nil
 }
 
-// stream prepares a streamed call's body: usage is asked for so that it can be traced,
-// unless the route or the host says not to; the extra chunk is kept from a caller who
-// did not ask for it.
-func (c *call) stream() {
-	if !c.info.Stream || c.info.IncludeUsage || !c.op.Streams() || c.op == llmwire.OpResponses ||
-		c.route.Stream.NoUsageRequest {
-		return
-	}
-	if _, strict := c.t.noUsage.Load(c.host); strict {
-		return
-	}
-	if b, err := llmwire.WithIncludeUsage(c.orig); err == nil {
-		c.body, c.injected = b, true
-	}
-}
-
-// run runs the call through the policy and, when it gives up on a trigger, the
-// fallback chain.
-func (c *call) run(pol *breaker.Policy) (*http.Response, error) {
+// run runs the call on its target (with Steering, a backend it picks, and with
+// Hedge, maybe a second one) through the target's policy and, when the policy gives up
+// on a trigger, the fallback chain.
+func (c *call) run() (*http.Response, error) {
 	if err := c.tooLateForPrimary(); err != nil {
 		return c.failed(nil, err)
 	}
-	resp, err := breaker.Do(c.ctx, pol, c.attempt)
-	c.traceBreaker(pol)
+	var resp *http.Response
+	var err error
+	switch {
+	case c.t.steering == nil:
+		resp, err = c.runOn(c.ctx, c.ownTarget())
+	case c.t.hedges[c.routeIx] != nil:
+		resp, err = c.race(c.t.hedges[c.routeIx])
+	default:
+		var tg *target
+		if tg, err = c.pick(nil); err == nil {
+			resp, err = c.runOn(c.ctx, tg)
+		}
+	}
 	if err != nil {
 		return c.failed(resp, err)
 	}
 	return c.succeeded(resp), nil
+}
+
+// runOn runs the call on one target through that target's breaker policy: retries
+// with a budget, the breaker, and the attempts.
+func (c *call) runOn(ctx context.Context, tg *target) (*http.Response, error) {
+	pe := c.t.policies.acquire(c.routeIx, tg.key)
+	defer c.t.policies.release(pe)
+	resp, err := breaker.Do(ctx, pe.p, func(context.Context) (*http.Response, error) { return c.attempt(ctx, tg) })
+	if c.obs != nil {
+		c.obs.Breaker(pe.p.State().String())
+	}
+	if err == nil {
+		c.served = tg
+	}
+	return resp, err
+}
+
+// end runs what waits for the call's end.
+func (c *call) end() {
+	for _, f := range c.release {
+		f()
+	}
+	c.release = nil
 }
 
 // tooLateForPrimary reports, when a fallback could serve the call instead, that the
@@ -276,13 +320,6 @@ func (c *call) tooLateForPrimary() error {
 	return nil
 }
 
-// traceBreaker records the breaker state the call saw, when the call is traced.
-func (c *call) traceBreaker(pol *breaker.Policy) {
-	if c.obs != nil {
-		c.obs.Breaker(pol.State().String())
-	}
-}
-
 // succeeded marks a good answer and keeps it for the cache. A stream is recorded, and
 // its span ended, when it ends.
 func (c *call) succeeded(resp *http.Response) *http.Response {
@@ -292,6 +329,7 @@ func (c *call) succeeded(resp *http.Response) *http.Response {
 	}
 	c.remember(c.bufferedBody(resp))
 	c.cancel(nil)
+	c.end()
 	c.obs.End(nil, "")
 	return resp
 }
@@ -300,6 +338,9 @@ func (c *call) succeeded(resp *http.Response) *http.Response {
 func (c *call) mark(h http.Header) {
 	h.Set(HeaderAttempts, strconv.Itoa(int(c.attempts.Load())))
 	h.Set(headerShouldRetry, "false")
+	if c.served != nil && c.served.name != "" {
+		h.Set(HeaderBackend, c.served.name)
+	}
 }
 
 // remember stores a good reply of a completion-style call as its last good answer.

@@ -39,6 +39,17 @@ type Config struct {
 	// changes one field of a default route in one line.
 	Routes []Route
 
+	// Steering, when set, sends each call to one of several named backends (weighted
+	// canaries, provider migrations, header rules, session affinity) instead of the
+	// host the caller's SDK was configured with. nil: calls go where the caller sent
+	// them. Change the weights at run time with [Transport.SetWeights].
+	Steering *Steering
+	// ModelHeader names a header every outgoing request carries with the model it asks
+	// for (after any rewrite), so the mesh can see it: an Istio Telemetry access-log
+	// filter on request.headers["x-model-name"], say. "" means "x-model-name"; "-"
+	// sends none.
+	ModelHeader string
+
 	// Fallback lists where a call goes when the primary cannot serve it. The zero value
 	// has no targets: failures are returned to the caller.
 	Fallback fallback.Config
@@ -102,6 +113,9 @@ type Route struct {
 	Policy breaker.Config
 	// Stream applies to requests with "stream": true.
 	Stream StreamPolicy
+	// Hedge, when set, sends a call whose first output is slow to a second backend
+	// too (it needs Steering); nil (the default) never hedges.
+	Hedge *Hedge
 }
 
 // StreamPolicy holds the deadlines of a streamed call. There is no total timeout unless
@@ -184,8 +198,9 @@ const (
 // resolved is a validated Config with its defaults filled in.
 type resolved struct {
 	Config
-	routes []Route // longest Prefix first
-	creds  transport.Credentials
+	routes      []Route // longest Prefix first
+	creds       transport.Credentials
+	modelHeader string // "" for none
 }
 
 func resolve(cfg Config) (*resolved, error) {
@@ -206,6 +221,16 @@ func resolve(cfg Config) (*resolved, error) {
 	r.MaxUpstreams = orDefault(r.MaxUpstreams, defaultMaxUpstreams)
 	if r.Provider == "" {
 		r.Provider = "openai"
+	}
+	switch r.modelHeader = cfg.ModelHeader; r.modelHeader {
+	case "":
+		r.modelHeader = "X-Model-Name"
+	case "-":
+		r.modelHeader = ""
+	default:
+		if strings.ContainsAny(r.modelHeader, " \t\r\n:") {
+			return nil, fmt.Errorf("llmclient: ModelHeader %q is not a header name", cfg.ModelHeader)
+		}
 	}
 	creds := cfg.CredentialHeaders
 	if creds == nil {

@@ -28,6 +28,7 @@ func (c *call) failed(resp *http.Response, err error) (*http.Response, error) {
 	}
 	c.obs.End(err, string(v.Class))
 	defer c.cancel(err)
+	defer c.end()
 	var ae *APIError
 	if errors.As(err, &ae) {
 		// The failure came from an upstream answer: it goes back as an answer.
@@ -58,6 +59,7 @@ func (c *call) fallback(cause error, v breaker.Verdict) (*http.Response, error) 
 	// The answer is read after RoundTrip returns, so the call's context (the route's
 	// deadline) ends when the body is closed, not here.
 	resp.Body = &cancelOnClose{ReadCloser: resp.Body, cancel: c.cancel}
+	c.end()
 	c.obs.End(nil, "")
 	return resp, nil
 }

@@ -25,7 +25,7 @@ func (a *try) openStream(resp *http.Response, env mesh.Envoy) (*http.Response, e
 	s := &streamBody{
 		c: c, body: resp.Body, src: newEventSource(resp, c.t.cfg.MaxEventBytes),
 		kind: llmwire.KindOf(c.op), ctx: a.ctx, cancel: a.cancel, span: a.span, env: env,
-		hideUsage: c.injected,
+		hideUsage: a.tg.injected,
 	}
 	if c.t.cfg.Cache != nil && c.op.Replayable() {
 		s.acc = llmwire.NewAccumulator(c.op, int(c.t.cfg.Cache.MaxEntryBytes()))
@@ -39,6 +39,7 @@ func (a *try) openStream(resp *http.Response, env mesh.Envoy) (*http.Response, e
 		s.body.Close()
 		return nil, &attemptError{err: ErrFirstTokenTimeout, verdict: retryableTimeout}
 	}
+	a.observeFirst()
 	s.idle = time.AfterFunc(time.Hour, func() { a.cancel(ErrIdleTimeout) })
 	s.idle.Stop() // armed only while the caller waits on the upstream
 	resp.Body = s
@@ -282,6 +283,24 @@ func (s *streamBody) finish(err error) {
 	}
 	s.c.obs.End(err, class)
 	s.c.cancel(io.EOF)
+}
+
+// abandon ends a stream that lost a hedge race: its connection and its attempt, nothing
+// of the call (which the winner holds).
+func (s *streamBody) abandon() {
+	s.mu.Lock()
+	done := s.finished
+	s.finished, s.err = true, errHedgeLost
+	s.mu.Unlock()
+	if done {
+		return
+	}
+	s.idle.Stop()
+	s.cancel(errHedgeLost)
+	s.body.Close()
+	if s.span != nil {
+		s.span.End(errHedgeLost, string(breaker.ClassCanceled))
+	}
 }
 
 // Close ends the stream early (or after its end): the connection is released.
