@@ -422,6 +422,11 @@ func TestRouteTimeoutBoundsTheFallback(t *testing.T) {
 		}
 	}))
 	defer hang.Close()
+	hits := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return fallbackHits
+	}
 	ep, err := fallback.NewEndpoint(fallback.EndpointConfig{Name: "hang", BaseURL: hang.URL + "/v1"})
 	if err != nil {
 		t.Fatal(err)
@@ -440,8 +445,8 @@ func TestRouteTimeoutBoundsTheFallback(t *testing.T) {
 	start := time.Now()
 	resp, body, err := post(t, hc, u.URL+"/v1/chat/completions", chatBody, nil)
 	took := time.Since(start)
-	if err != nil || resp.StatusCode != 503 || fallbackHits != 1 {
-		t.Errorf("hanging fallback: err %v, status %v, %d fallback requests", err, resp, fallbackHits)
+	if err != nil || resp.StatusCode != 503 || hits() != 1 {
+		t.Errorf("hanging fallback: err %v, status %v, %d fallback requests", err, resp, hits())
 	}
 	if bytes.Contains(body, []byte("fallback: fallback:")) || strings.Contains(fmt.Sprint(err), "fallback: fallback:") {
 		t.Errorf("an error repeats its prefix: %v %s", err, body)
@@ -455,7 +460,7 @@ func TestRouteTimeoutBoundsTheFallback(t *testing.T) {
 	u = newUpstream(t, fault{stall: 30 * time.Second, cutAfter: -1, truncate: -1})
 	start = time.Now()
 	_, _, err = post(t, hc, u.URL+"/v1/chat/completions", chatBody, nil)
-	if !errors.Is(err, context.DeadlineExceeded) || time.Since(start) > 10*time.Second || fallbackHits != 1 {
-		t.Errorf("no time left: err %v after %v, %d fallback requests", err, time.Since(start), fallbackHits)
+	if !errors.Is(err, context.DeadlineExceeded) || time.Since(start) > 10*time.Second || hits() != 1 {
+		t.Errorf("no time left: err %v after %v, %d fallback requests", err, time.Since(start), hits())
 	}
 }
