@@ -10,6 +10,7 @@ require (
 	github.com/hashicorp/go-retryablehttp v0.7.8
 	github.com/infermesh/infermesh v0.0.0-00010101000000-000000000000
 	github.com/klauspost/compress v1.20.3
+	github.com/sashabaranov/go-openai v1.43.0
 	github.com/sony/gobreaker/v2 v2.4.0
 	go.uber.org/goleak v1.3.0
 	gonum.org/v1/plot v0.17.0
