@@ -127,7 +127,9 @@ func (c *Chain) Empty() bool {
 // Triggered reports whether the primary's failure err, classified as v, warrants a
 // fallback. The triggers are: the circuit is open; too little of the deadline is left
 // to try the primary; the mesh has no healthy upstream; a timeout (including a stream's
-// first-token timeout); retries ran out on a retryable error. A client or auth error
+// first-token timeout); a rate limit or quota that waiting did not fix (the account is
+// out of credit, or the call could not be admitted in time); retries ran out on a
+// retryable error. A client or auth error
 // fails over only when configured to, a context-length error only when a ContextLength
 // target is set, and the caller's own cancellation never does.
 func (c *Chain) Triggered(err error, v breaker.Verdict) bool {
@@ -151,7 +153,8 @@ func (c *Chain) Triggered(err error, v breaker.Verdict) bool {
 	case breaker.ClassAuth:
 		return c.cfg.OnAuthError && len(c.cfg.Targets) > 0
 	}
-	return len(c.cfg.Targets) > 0 && (v.Retryable || v.Class == breaker.ClassTimeout || v.Signals.Overloaded)
+	return len(c.cfg.Targets) > 0 && (v.Retryable || v.Class == breaker.ClassTimeout ||
+		v.Class == breaker.ClassRateLimited || v.Signals.Overloaded)
 }
 
 // Serve tries the targets in order and returns the first answer, marked with

@@ -69,6 +69,7 @@ func TestTriggered(t *testing.T) {
 		{"no healthy upstream", chain, boom, breaker.Verdict{Outcome: breaker.OutcomeFailure, Signals: breaker.Signals{NoHealthyUpstream: true}}, true},
 		{"retries exhausted on retryable", chain, boom, breaker.Verdict{Outcome: breaker.OutcomeFailure, Retryable: true, Class: breaker.ClassServerError}, true},
 		{"first token timeout", chain, boom, breaker.Verdict{Outcome: breaker.OutcomeFailure, Class: breaker.ClassTimeout}, true},
+		{"out of quota", chain, boom, breaker.Verdict{Outcome: breaker.OutcomeExcluded, Class: breaker.ClassRateLimited}, true},
 		{"client error", chain, boom, breaker.Verdict{Outcome: breaker.OutcomeExcluded, Class: breaker.ClassClientError}, false},
 		{"auth error", chain, boom, breaker.Verdict{Outcome: breaker.OutcomeFailure, Class: breaker.ClassAuth}, false},
 		{"client error when configured", permissive, boom, breaker.Verdict{Class: breaker.ClassClientError}, true},

@@ -15,6 +15,7 @@ import (
 	"github.com/infermesh/infermesh/breaker"
 	"github.com/infermesh/infermesh/internal/llmwire"
 	"github.com/infermesh/infermesh/internal/mesh"
+	"github.com/infermesh/infermesh/quota"
 	"github.com/infermesh/infermesh/tracing"
 	"github.com/infermesh/infermesh/transport"
 )
@@ -67,16 +68,22 @@ type try struct {
 	cancel     context.CancelCauseFunc
 	span       *tracing.Attempt
 	start      time.Time
-	firstToken *time.Timer // a stream's first-token timeout; nil otherwise
+	firstToken *time.Timer         // a stream's first-token timeout; nil otherwise
+	res        *quota.Reservation  // the send's quota, until settled
 }
 
 // run sends the request and judges the reply.
 func (a *try) run() (*http.Response, error) {
 	c := a.c
-	resp, err := c.t.base.RoundTrip(c.attemptRequest(a.ctx, a.tg))
-	if err != nil {
+	if err := a.admit(); err != nil {
 		return nil, err
 	}
+	resp, err := c.t.base.RoundTrip(c.attemptRequest(a.ctx, a.tg))
+	if err != nil {
+		a.settle(llmwire.Usage{}, false) // it may have been sent
+		return nil, err
+	}
+	a.observeQuota(resp)
 	// Whatever ends the attempt (a timer, the caller, the stream's end) closes its
 	// body too, so that a read blocked on an upstream that does not watch the
 	// request's context ends as well.
@@ -118,8 +125,10 @@ func (a *try) explain(err error) error {
 	return err
 }
 
-// end ends the attempt: its span, and its context unless a stream holds it.
+// end ends the attempt: its span, its quota reservation and its context, unless a
+// stream holds them.
 func (a *try) end(err error) {
+	a.settle(llmwire.Usage{}, false)
 	a.cancel(err)
 	if a.span == nil {
 		return
@@ -161,6 +170,7 @@ func (a *try) errorAnswer(resp *http.Response, env mesh.Envoy, v breaker.Verdict
 		data = nil // the status says enough; a broken error body changes nothing
 	}
 	b, _ := llmwire.ParseBody(data)
+	a.settle(llmwire.Usage{}, true)
 	if tg := a.tg; resp.StatusCode == http.StatusBadRequest && tg.injected && b.Error != nil &&
 		(b.Error.Param == "stream_options" || strings.Contains(b.Error.Message, "stream_options")) {
 		c.t.noUsage.Store(tg.host, struct{}{})
@@ -179,6 +189,13 @@ func (a *try) wholeAnswer(resp *http.Response, env mesh.Envoy) (*http.Response, 
 	c := a.c
 	data, err := readCapped(resp.Body, contentLength(resp), c.t.cfg.MaxResponseBytes)
 	resp.Body.Close()
+	json := err == nil && isJSON(resp.Header, data)
+	var b llmwire.Body
+	var perr error
+	if json {
+		b, perr = llmwire.ParseBody(data) // the one parse of the body
+	}
+	a.settle(b.Usage, err == nil)
 	switch {
 	case errors.Is(err, errTooLarge):
 		return nil, tooLarge(c.t.cfg.MaxResponseBytes)
@@ -192,12 +209,11 @@ func (a *try) wholeAnswer(resp *http.Response, env mesh.Envoy) (*http.Response, 
 	}
 	a.observeFirst()
 	setBody(resp, data)
-	if !isJSON(resp.Header, data) {
+	if !json {
 		return resp, nil // audio, files and other answers pass through
 	}
-	b, err := llmwire.ParseBody(data)
-	if err != nil {
-		return nil, malformed(err, false)
+	if perr != nil {
+		return nil, malformed(perr, false)
 	}
 	if b.Error != nil {
 		ae := c.newAPIError(resp.StatusCode, data, b.Error, env, breaker.Verdict{}, true)

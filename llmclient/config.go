@@ -11,6 +11,7 @@ import (
 
 	"github.com/infermesh/infermesh/breaker"
 	"github.com/infermesh/infermesh/fallback"
+	"github.com/infermesh/infermesh/quota"
 	"github.com/infermesh/infermesh/tracing"
 	"github.com/infermesh/infermesh/transport"
 )
@@ -59,6 +60,20 @@ type Config struct {
 	// Fallback.Targets can serve it later. Creates (batches, files, ...) are never
 	// recorded.
 	Cache *fallback.Cache
+
+	// Quota, when set, admits each attempt against the provider's limits before it is
+	// sent: one request and an estimate of its tokens (quota.EstimateTokens, with
+	// QuotaDefaultMaxTokens for a request that names no max_tokens), under the key of
+	// its upstream (with Steering, the backend's name; otherwise the host), trued up to
+	// the usage the answer reports. It learns from every answer's x-ratelimit-* headers
+	// and a 429's Retry-After. A call that cannot be admitted in time fails with an error
+	// matching quota.ErrQuota, which a fallback may serve; with Steering, a backend out
+	// of quota is skipped like an unhealthy one. The Limiter (local, or shared across
+	// replicas through Redis) is the caller's: llmclient never closes it.
+	Quota *quota.Limiter
+	// QuotaDefaultMaxTokens is the estimate of an answer's tokens for a request that
+	// names no max_tokens; 0 means 1024.
+	QuotaDefaultMaxTokens int
 
 	// CredentialHeaders names the request headers that carry credentials; nil means
 	// transport.DefaultCredentials() (Authorization, api-key, x-api-key,
@@ -213,12 +228,15 @@ func resolve(cfg Config) (*resolved, error) {
 		return nil, fmt.Errorf("llmclient: MaxEventBytes %d is negative", cfg.MaxEventBytes)
 	case cfg.MaxUpstreams < 0:
 		return nil, fmt.Errorf("llmclient: MaxUpstreams %d is negative", cfg.MaxUpstreams)
+	case cfg.QuotaDefaultMaxTokens < 0:
+		return nil, fmt.Errorf("llmclient: QuotaDefaultMaxTokens %d is negative", cfg.QuotaDefaultMaxTokens)
 	}
 	r := &resolved{Config: cfg}
 	r.MaxRequestBytes = orDefault(r.MaxRequestBytes, defaultMaxRequestBytes)
 	r.MaxResponseBytes = orDefault(r.MaxResponseBytes, defaultMaxResponseBytes)
 	r.MaxEventBytes = orDefault(r.MaxEventBytes, defaultMaxEventBytes)
 	r.MaxUpstreams = orDefault(r.MaxUpstreams, defaultMaxUpstreams)
+	r.QuotaDefaultMaxTokens = orDefault(r.QuotaDefaultMaxTokens, 1024)
 	if r.Provider == "" {
 		r.Provider = "openai"
 	}

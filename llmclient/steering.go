@@ -32,10 +32,12 @@ func (c *call) pick(exclude []string) (*target, error) {
 }
 
 // healthy reports whether a backend can take a call of this route: its breaker is not
-// open.
+// open, and it has quota.
 func (c *call) healthy(name string) bool {
-	p := c.t.policies.get(c.routeIx, name)
-	return p == nil || p.State() != breaker.StateOpen
+	if p := c.t.policies.get(c.routeIx, name); p != nil && p.State() == breaker.StateOpen {
+		return false
+	}
+	return c.t.cfg.Quota == nil || c.t.cfg.Quota.Available(name)
 }
 
 // hedging is a route's Hedge: the times to first chunk per backend, and the budget of

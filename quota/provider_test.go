@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/infermesh/infermesh/internal/redistest"
 	"github.com/infermesh/infermesh/quota"
 )
 
@@ -180,7 +181,7 @@ const (
 	loadLatency  = 20 * time.Millisecond
 )
 
-func loadLimiters(t *testing.T, srv *redisServer, hooks func(i int) quota.Hooks) []*quota.Limiter {
+func loadLimiters(t *testing.T, srv *redistest.Server, hooks func(i int) quota.Hooks) []*quota.Limiter {
 	var ls []*quota.Limiter
 	for i := range loadReplicas {
 		c := quota.Config{

@@ -13,6 +13,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/infermesh/infermesh/internal/redistest"
 	"github.com/infermesh/infermesh/quota"
 )
 
@@ -33,7 +34,7 @@ func refusedBy(err error, kind quota.Kind) bool {
 }
 
 // sharedLimiter returns a Limiter sharing through its own client of srv.
-func sharedLimiter(t *testing.T, srv *redisServer, c quota.Config) *quota.Limiter {
+func sharedLimiter(t *testing.T, srv *redistest.Server, c quota.Config) *quota.Limiter {
 	t.Helper()
 	c.Redis = srv.Client()
 	return newLimiter(t, c)
@@ -366,7 +367,7 @@ func TestSharedFallbackDividesLimits(t *testing.T) {
 
 // TestSharedRedisDownAtStart: a Limiter whose Redis never answers admits on its local limits.
 func TestSharedRedisDownAtStart(t *testing.T) {
-	c := redis.NewClient(&redis.Options{Addr: freeAddr(t), ContextTimeoutEnabled: true})
+	c := redis.NewClient(&redis.Options{Addr: redistest.FreeAddr(t), ContextTimeoutEnabled: true})
 	t.Cleanup(func() { c.Close() }) // after the Limiter's Close
 	var m modes
 	l := newLimiter(t, quota.Config{Redis: c, Limits: map[string]quota.Limits{"k": {RequestsPerMinute: 3}},

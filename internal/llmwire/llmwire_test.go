@@ -46,7 +46,7 @@ func TestParseRequest(t *testing.T) {
 		t.Fatalf("%+v %v", r, err)
 	}
 	r, err = llmwire.ParseRequest([]byte(` {"model":"m","stream_options":null}`))
-	if err != nil || r != (llmwire.Request{Model: "m", StreamOptions: true}) {
+	if err != nil || r != (llmwire.Request{Model: "m", StreamOptions: true, MaxTokens: -1}) {
 		t.Fatalf("%+v %v", r, err)
 	}
 	for _, bad := range []string{``, `[1]`, `{"model":`, `"x"`} {

@@ -2,6 +2,8 @@ package llmwire
 
 import (
 	"errors"
+	"math"
+	"strconv"
 
 	"github.com/tidwall/gjson"
 	"github.com/tidwall/sjson"
@@ -18,7 +20,8 @@ type Request struct {
 	// IncludeUsage is stream_options.include_usage: true.
 	IncludeUsage bool
 	// MaxTokens is the largest of max_tokens, max_completion_tokens and
-	// max_output_tokens, or 0 when none is given.
+	// max_output_tokens given as non-negative integers (the last of a member given
+	// twice), or -1 when none is.
 	MaxTokens int64
 }
 
@@ -29,10 +32,11 @@ var ErrNotObject = errors.New("llmwire: body is not a JSON object")
 // A body that is not a JSON object gives ErrNotObject (and a zero Request): such a
 // body is sent as it is, and the upstream says what is wrong with it.
 func ParseRequest(body []byte) (Request, error) {
-	var r Request
+	r := Request{MaxTokens: -1}
 	if !isObject(body) {
 		return r, ErrNotObject
 	}
+	limits := [3]int64{-1, -1, -1} // the last value of each max-tokens member
 	gjson.ParseBytes(body).ForEach(func(k, v gjson.Result) bool {
 		switch k.Str {
 		case "model":
@@ -42,12 +46,33 @@ func ParseRequest(body []byte) (Request, error) {
 		case "stream_options":
 			r.StreamOptions = true
 			r.IncludeUsage = v.Get("include_usage").Type == gjson.True
-		case "max_tokens", "max_completion_tokens", "max_output_tokens":
-			r.MaxTokens = max(r.MaxTokens, v.Int())
+		case "max_tokens":
+			limits[0] = count(v)
+		case "max_completion_tokens":
+			limits[1] = count(v)
+		case "max_output_tokens":
+			limits[2] = count(v)
 		}
 		return true
 	})
+	r.MaxTokens = max(limits[0], limits[1], limits[2])
 	return r, nil
+}
+
+// count is a JSON number that is a non-negative integer (clamped to the int64 range),
+// or -1.
+func count(v gjson.Result) int64 {
+	if v.Type != gjson.Number {
+		return -1
+	}
+	n, err := strconv.ParseUint(v.Raw, 10, 64)
+	switch {
+	case err == nil && n <= math.MaxInt64:
+		return int64(n)
+	case errors.Is(err, strconv.ErrRange) || (err == nil && n > math.MaxInt64):
+		return math.MaxInt64
+	}
+	return -1
 }
 
 // isObject reports whether body is one valid JSON object.

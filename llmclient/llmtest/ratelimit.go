@@ -27,6 +27,10 @@ type RateLimit struct {
 	// NoHeaders turns off the x-ratelimit-* headers (default: sent), so that a test can
 	// compare a client that cannot learn from them; the limits still apply.
 	NoHeaders bool
+	// Window is how long the limits' "minute" lasts: each bucket refills its whole size
+	// over it. 0 means a minute, the longest allowed; a test over real time shortens it
+	// (with the client's own window to match) rather than run for minutes.
+	Window time.Duration
 }
 
 // maxPerMinute bounds a RateLimit's values, so that a bucket's arithmetic (in units of
@@ -63,6 +67,9 @@ func WithRateLimit(l RateLimit) Option {
 				c.invalid("WithRateLimit: %s %d is outside 0 to %d", v.name, v.n, maxPerMinute)
 			}
 		}
+		if l.Window < 0 || l.Window > time.Minute {
+			c.invalid("WithRateLimit: Window %v is outside 0 to 1m (a bucket's arithmetic must fit 64 bits)", l.Window)
+		}
 		c.rateLimit = l
 	})
 }
@@ -89,16 +96,15 @@ func (s *Server) RateLimitCounts() RateLimitCounts {
 	return s.limits.counts
 }
 
-// minuteNanos is a minute in nanoseconds, the debt of one unit of a bucket.
-const minuteNanos = uint64(time.Minute)
-
-// A bucket holds up to limit units and refills continuously, limit per minute. Its state is
-// its debt, how far it is below full, in units of 1/limit nanosecond: a unit costs a minute
-// of debt and each nanosecond repays limit, so refills and charges are exact.
+// A bucket holds up to limit units and refills continuously, limit per period (a minute,
+// or RateLimit.Window). Its state is its debt, how far it is below full, in units of 1/limit
+// nanosecond: a unit costs a period of debt and each nanosecond repays limit, so refills and
+// charges are exact.
 type bucket struct {
-	limit uint64
-	debt  uint64
-	at    time.Time // when debt was last brought up to date
+	limit  uint64
+	period uint64 // nanoseconds
+	debt   uint64
+	at     time.Time // when debt was last brought up to date
 }
 
 // settle repays the debt for the time since the last settlement.
@@ -106,17 +112,17 @@ func (b *bucket) settle(now time.Time) {
 	if !now.After(b.at) {
 		return
 	}
-	elapsed := uint64(min(now.Sub(b.at), time.Minute))
+	elapsed := min(uint64(now.Sub(b.at)), b.period)
 	b.debt -= min(b.debt, elapsed*b.limit)
 	b.at = now
 }
 
 // remaining returns the whole units the bucket holds.
-func (b *bucket) remaining() uint64 { return b.limit - ceilDiv(b.debt, minuteNanos) }
+func (b *bucket) remaining() uint64 { return b.limit - ceilDiv(b.debt, b.period) }
 
 // wait returns how long until the bucket holds n units (n <= limit); 0 if it does now.
 func (b *bucket) wait(n uint64) time.Duration {
-	allowed := (b.limit - n) * minuteNanos
+	allowed := (b.limit - n) * b.period
 	if b.debt <= allowed {
 		return 0
 	}
@@ -140,11 +146,15 @@ func newLimiter(l RateLimit) *limiter {
 		return nil
 	}
 	lim := &limiter{}
+	period := uint64(time.Minute)
+	if l.Window > 0 {
+		period = uint64(l.Window)
+	}
 	if l.RequestsPerMinute > 0 {
-		lim.requests = &bucket{limit: uint64(l.RequestsPerMinute)}
+		lim.requests = &bucket{limit: uint64(l.RequestsPerMinute), period: period}
 	}
 	if l.TokensPerMinute > 0 {
-		lim.tokens = &bucket{limit: uint64(l.TokensPerMinute)}
+		lim.tokens = &bucket{limit: uint64(l.TokensPerMinute), period: period}
 	}
 	return lim
 }
@@ -207,7 +217,7 @@ func (l *limiter) decide(now time.Time, model string, tokens int) verdict {
 	v.header = make(http.Header)
 	for _, c := range charges {
 		if v.err == nil {
-			c.b.debt += c.cost * minuteNanos
+			c.b.debt += c.cost * c.b.period
 		}
 		v.header.Set("X-Ratelimit-Limit-"+c.name, strconv.FormatUint(c.b.limit, 10))
 		v.header.Set("X-Ratelimit-Remaining-"+c.name, strconv.FormatUint(c.b.remaining(), 10))
