@@ -14,7 +14,8 @@
 --         4 exhausted), then how long until each bucket is full again and until the
 --         exhaustion ends (microseconds)}.
 -- adjust: ARGV[5] requests and ARGV[6] tokens to give back (negative: take more);
---         ARGV[7] requests and ARGV[8] tokens the provider said remain (-1: not said);
+--         ARGV[7] requests and ARGV[8] tokens that remain, as the provider or a replica back
+--         from an outage said (below -1000000000: not said; a replica's may be negative);
 --         ARGV[9] exhausted for the next microseconds (0: not said). Returns 1.
 local t = redis.call('TIME')
 local now = t[1] * 1000000 + t[2]
@@ -65,10 +66,10 @@ end
 
 for i = 1, 2 do
   local limit, give, remaining = limits[i], tonumber(ARGV[4 + i]), tonumber(ARGV[6 + i])
-  if limit > 0 and (give ~= 0 or remaining >= 0) then
+  if limit > 0 and (give ~= 0 or remaining > -1000000000) then
     local per = window / limit
     local a = ahead(i) - give * per
-    if remaining >= 0 and remaining < limit then a = math.max(a, (limit - remaining) * per) end
+    if remaining > -1000000000 and remaining < limit then a = math.max(a, (limit - remaining) * per) end
     store(i, a)
   end
 end

@@ -6,6 +6,7 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -31,6 +32,9 @@ const (
 	maxProbe   = 500 * time.Millisecond
 	// replicaTTL is how long a replica counts after it was last seen.
 	replicaTTL = 3 * beatEvery
+	// rejoinGrace is how long a replica back from an outage waits for the others to be
+	// back too before it returns to the shared quota without them.
+	rejoinGrace = 2 * beatEvery
 )
 
 // errRedis tells admit that Redis failed and the call must be admitted locally.
@@ -45,7 +49,9 @@ type shared struct {
 	id       string // this Limiter in the set of replicas
 	on       atomic.Bool
 	replicas atomic.Int64  // replicas seen by the last heartbeat
+	downAt   atomic.Int64  // when the shared mode was last left (Unix nanoseconds)
 	seen     bool          // a heartbeat went through once; the worker's own
+	lost     bool          // Redis lost its state during the outage; the worker's own
 	kick     chan struct{} // wakes the worker to flush true-ups
 	ctx      context.Context
 	cancel   context.CancelFunc
@@ -141,26 +147,32 @@ func (s *shared) giveBack(k *keyState, requests, tokens int) {
 	s.wake()
 }
 
+// unsaid marks a remaining count nobody said. A said count may be negative: a replica
+// back from an outage whose local buckets hold reservations beyond empty carries that debt.
+// quota.lua knows the same value.
+const unsaid = math.MinInt32
+
 // adjustment is what the worker still has to tell Redis about one key.
 type adjustment struct {
 	requests, tokens  int   // to give back; negative takes more
-	remainingRequests int   // what the provider said remains; -1 when it did not
+	remainingRequests int   // what remains, as the provider or a replica's carry said; unsaid
 	remainingTokens   int   // likewise
 	exhaustedUntil    int64 // the provider said exhausted until then (Limiter clock); 0 when not
 }
 
-func (a *adjustment) reset() { *a = adjustment{remainingRequests: -1, remainingTokens: -1} }
+func (a *adjustment) reset() { *a = adjustment{remainingRequests: unsaid, remainingTokens: unsaid} }
 
 func (a *adjustment) empty() bool {
-	return a.requests == 0 && a.tokens == 0 && a.remainingRequests < 0 && a.remainingTokens < 0 &&
+	return a.requests == 0 && a.tokens == 0 && a.remainingRequests == unsaid && a.remainingTokens == unsaid &&
 		a.exhaustedUntil == 0
 }
 
-// note queues remaining counts (-1: none) and an exhaustion (0: none), keeping the lowest
-// counts and the latest exhaustion since the last flush.
+// note queues remaining counts (unsaid, or -1 from the provider's headers: none) and an
+// exhaustion (0: none), keeping the lowest counts and the latest exhaustion since the last
+// flush.
 func (a *adjustment) note(remainingRequests, remainingTokens int, exhaustedUntil int64) {
 	lowest := func(queued, said int) int {
-		if said >= 0 && (queued < 0 || said < queued) {
+		if said != unsaid && said != -1 && (queued == unsaid || said < queued) {
 			return said
 		}
 		return queued
@@ -175,6 +187,7 @@ func (a *adjustment) note(remainingRequests, remainingTokens int, exhaustedUntil
 func (l *Limiter) setShared(on bool, cause error) {
 	if l.sh.on.CompareAndSwap(!on, on) {
 		if !on {
+			l.sh.downAt.Store(time.Now().UnixNano())
 			l.sh.wake()
 		}
 		if h := l.hooks.ModeChanged; h != nil {
@@ -240,16 +253,27 @@ func (l *Limiter) heartbeat() {
 	case err != nil:
 		l.setShared(false, err)
 	default:
-		s.replicas.Store(max(res[0], 1))
-		if !s.on.Load() {
-			// Seen before but not in the set: Redis lost its state (a restart, or an outage
-			// longer than replicaTTL).
-			l.carryLocal(s.seen && res[1] == 1)
-			if !l.flush(s.ctx) {
-				return
-			}
+		n := max(res[0], 1)
+		if s.on.Load() {
+			s.replicas.Store(n)
+			s.seen = true
+			return
 		}
-		s.seen = true
+		// Seen before but not in the set: Redis lost its state (a restart, or an outage
+		// longer than replicaTTL).
+		s.lost = s.lost || (s.seen && res[1] == 1)
+		if s.seen && n < s.replicas.Load() && time.Since(time.Unix(0, s.downAt.Load())) < rejoinGrace {
+			// The other replicas are not back yet. Until they are (or the grace ends),
+			// this one keeps its share of the local limits: the first one back must not
+			// take the whole quota while the others still take theirs.
+			return
+		}
+		s.replicas.Store(n)
+		l.carryLocal(s.lost)
+		if !l.flush(s.ctx) {
+			return
+		}
+		s.seen, s.lost = true, false
 		l.setShared(true, nil)
 	}
 }
@@ -266,9 +290,11 @@ func (l *Limiter) carryLocal(lost bool) {
 	share, window := l.localShare(), int64(l.set.window)
 	whole := func(b *bucket, limit float64, now int64) int {
 		if !lost || limit <= 0 {
-			return -1
+			return unsaid
 		}
-		return int(max(b.available(now, limit*share, window)/share, 0))
+		// Below zero when the local bucket holds reservations beyond empty (callers
+		// admitted to send later): Redis must not let others send in their place.
+		return int(math.Floor(b.available(now, limit*share, window) / share))
 	}
 	l.keys.Range(func(_, v any) bool {
 		k := v.(*keyState)
