@@ -2,41 +2,51 @@ package proc
 
 import (
 	"bytes"
-	"context"
-	"errors"
 	"fmt"
 	"io"
-	"net"
-
+	"os"
 	"os/exec"
 	"sync"
 	"syscall"
 	"time"
 )
 
+// killWait bounds how long Stop waits, after SIGKILL, for the group to end. The kernel ends a
+// killed process as soon as it runs again, which on a loaded machine can take a while but not
+// this long; a process stuck in uninterruptible sleep (a hung disk or network file system)
+// is reported instead of hanging the benchmark.
+const killWait = 30 * time.Second
+
 // Process is a started child process, leader of its own process group.
 type Process struct {
 	// Name labels the process in errors, such as "haproxy hop 1".
 	Name string
-	// Cmd is the running command.
+	// Cmd is the running command. Do not Wait on it: Stop reaps the process.
 	Cmd *exec.Cmd
 
 	stderr *lockedBuffer
-	done   chan struct{}
-	err    error // Wait's result, valid after done is closed
-	once   sync.Once
+	// exited is closed once the leader has exited and its standard error is closed. The
+	// leader is not reaped then: it stays a zombie until Stop, so that its process id, and so
+	// its group's id, cannot be given to another process before Stop has signalled the group.
+	exited chan struct{}
+	status string // how the leader ended, such as "exit status 3"; set before exited closes
+
+	once    sync.Once
+	stopErr error
 }
 
 // PID returns the process id, which is also its process group id.
 func (p *Process) PID() int { return p.Cmd.Process.Pid }
 
-// Stderr returns what the process wrote to standard error so far (at most 64 KiB).
+// Stderr returns what the process wrote to standard error so far (at most 64 KiB). Once
+// Exited reports true it is complete.
 func (p *Process) Stderr() string { return p.stderr.String() }
 
-// Exited reports whether the process has ended.
+// Exited reports whether the process has ended and every process that shared its standard
+// error has closed it.
 func (p *Process) Exited() bool {
 	select {
-	case <-p.done:
+	case <-p.exited:
 		return true
 	default:
 		return false
@@ -44,117 +54,101 @@ func (p *Process) Exited() bool {
 }
 
 // Start starts cmd as the leader of a new process group that the kernel kills if this
-// process dies. Its standard error is captured for Stderr; standard output goes to stdout
-// if it is not nil (Cmd.Stdout is left alone when set).
+// process dies. Its standard error is captured for Stderr unless Cmd.Stderr is set.
 func Start(name string, cmd *exec.Cmd) (*Process, error) {
 	if cmd.SysProcAttr == nil {
 		cmd.SysProcAttr = &syscall.SysProcAttr{}
 	}
 	cmd.SysProcAttr.Setpgid = true
 	cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
-	p := &Process{Name: name, Cmd: cmd, stderr: &lockedBuffer{max: 64 << 10}, done: make(chan struct{})}
+	p := &Process{Name: name, Cmd: cmd, stderr: &lockedBuffer{max: 64 << 10}, exited: make(chan struct{})}
+	// Our own pipe rather than an io.Writer for Cmd.Stderr: with a writer, only Cmd.Wait
+	// would tell when the output is complete, and Cmd.Wait reaps the leader.
+	var r *os.File
 	if cmd.Stderr == nil {
-		cmd.Stderr = p.stderr
+		pr, pw, err := os.Pipe()
+		if err != nil {
+			return nil, fmt.Errorf("start %s: %w", name, err)
+		}
+		r, cmd.Stderr = pr, pw
+		defer pw.Close() // the child has its own copy
 	}
 	if err := cmd.Start(); err != nil {
+		if r != nil {
+			r.Close()
+		}
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
 	go func() {
-		p.err = cmd.Wait()
-		close(p.done)
+		if r != nil {
+			_, _ = io.Copy(p.stderr, r)
+			r.Close()
+		}
+		p.status = waitExited(cmd.Process.Pid)
+		close(p.exited)
 	}()
 	return p, nil
 }
 
-// Stop sends SIGTERM to the process group, waits up to grace for the leader to exit, then
-// sends SIGKILL to the group and waits for the leader. It is safe to call more than once.
+// Stop ends the process group. It sends SIGTERM to the group and waits up to grace for the
+// leader to exit and no process of the group to be left alive, then sends SIGKILL to the
+// group and waits up to half a minute more for the same, and reaps the leader. A process of
+// the group that has exited counts as ended even if its parent has not reaped it yet (a
+// zombie). So when Stop returns nil, no process of the group is running.
+//
 // The error is the process's exit error when it had already exited unexpectedly (before
-// Stop), else nil.
+// Stop), or says which processes are still alive after SIGKILL, else nil. Stop is safe to
+// call more than once and from several goroutines; later calls return the first one's result.
 func (p *Process) Stop(grace time.Duration) error {
-	var exitedEarly bool
-	p.once.Do(func() {
-		exitedEarly = p.Exited()
-		pgid := p.PID()
-		_ = syscall.Kill(-pgid, syscall.SIGTERM)
-		t := time.NewTimer(grace)
-		defer t.Stop()
-		select {
-		case <-p.done:
-		case <-t.C:
-		}
-		// The leader may be gone while workers linger: kill the group either way.
-		_ = syscall.Kill(-pgid, syscall.SIGKILL)
-		<-p.done
-	})
-	if exitedEarly && p.err != nil {
-		return fmt.Errorf("%s exited early: %w; stderr: %s", p.Name, p.err, p.Stderr())
+	p.once.Do(func() { p.stopErr = p.stop(grace) })
+	return p.stopErr
+}
+
+func (p *Process) stop(grace time.Duration) error {
+	exitedEarly := p.Exited()
+	// The leader is not reaped yet (see exited), so the group id still names our group.
+	pgid := p.PID()
+	_ = syscall.Kill(-pgid, syscall.SIGTERM)
+	_ = p.waitGone(time.Now().Add(grace)) // what is left gets SIGKILL
+	// Always: the leader may be gone while workers it left linger.
+	_ = syscall.Kill(-pgid, syscall.SIGKILL)
+	if err := p.waitGone(time.Now().Add(killWait)); err != nil {
+		return fmt.Errorf("stop %s: %w", p.Name, err)
+	}
+	if err := p.Cmd.Wait(); exitedEarly && err != nil {
+		return fmt.Errorf("%s exited early: %w; stderr: %s", p.Name, err, p.Stderr())
 	}
 	return nil
 }
 
-// Set is the processes of one benchmark run. Its zero value is ready to use; it is safe for
-// concurrent use.
-type Set struct {
-	mu    sync.Mutex
-	procs []*Process
-}
-
-// Add tracks p so that StopAll stops it.
-func (s *Set) Add(p *Process) {
-	s.mu.Lock()
-	s.procs = append(s.procs, p)
-	s.mu.Unlock()
-}
-
-// StopAll stops every tracked process, the last started first, and forgets them.
-func (s *Set) StopAll(grace time.Duration) error {
-	s.mu.Lock()
-	procs := s.procs
-	s.procs = nil
-	s.mu.Unlock()
-	var errs []error
-	for i := len(procs) - 1; i >= 0; i-- {
-		errs = append(errs, procs[i].Stop(grace))
+// waitGone waits until the leader has exited, its standard error is closed and no process of
+// its group is alive, or until deadline; the error says what is left.
+func (p *Process) waitGone(deadline time.Time) error {
+	t := time.NewTimer(time.Until(deadline))
+	defer t.Stop()
+	select {
+	case <-p.exited:
+	case <-t.C:
 	}
-	return errors.Join(errs...)
-}
-
-// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago: the kernel picks it
-// for a listener that is closed at once. Another process may take it before it is used, so a
-// caller that starts a server on it should be ready to retry.
-func FreePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-// WaitListening waits until addr accepts TCP connections, p exits, or timeout passes.
-func WaitListening(ctx context.Context, p *Process, addr string, timeout time.Duration) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	var d net.Dialer
-	for {
-		c, err := d.DialContext(ctx, "tcp", addr)
-		if err == nil {
-			c.Close()
+	// The leader's exit does not wait for the rest of its group: watch that through /proc,
+	// with pauses from 1 ms up to 50 ms.
+	pgid := p.PID()
+	for pause := time.Millisecond; ; pause = min(2*pause, 50*time.Millisecond) {
+		live, err := liveMembers(pgid)
+		if err != nil {
+			return err
+		}
+		if len(live) == 0 && p.Exited() {
 			return nil
 		}
-		if p != nil && p.Exited() {
-			return fmt.Errorf("%s exited before listening on %s: %v; stderr: %s", p.Name, addr, p.err, p.Stderr())
-		}
-		t := time.NewTimer(10 * time.Millisecond)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			name := addr
-			if p != nil {
-				name = p.Name + " on " + addr + "; stderr: " + p.Stderr()
-			}
-			return fmt.Errorf("not listening: %s: %w", name, ctx.Err())
-		case <-t.C:
+		left := time.Until(deadline)
+		switch {
+		case left > 0:
+			time.Sleep(min(pause, left))
+		case len(live) > 0:
+			return fmt.Errorf("still alive in process group %d: %s", pgid, describe(live))
+		default:
+			return fmt.Errorf("process %d has exited but its standard error is still held open by a process outside its group", pgid)
 		}
 	}
 }

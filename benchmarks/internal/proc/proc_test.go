@@ -5,74 +5,231 @@ import (
 	"fmt"
 	"net"
 	"os/exec"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/infermesh/infermesh/benchmarks/internal/procstat"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-func alive(pid int) bool { return syscall.Kill(pid, 0) == nil }
+// waitLimit bounds the tests' waits for events that come within milliseconds on a quiet
+// machine; it is that large so that they hold on a loaded one, and costs nothing when they
+// pass.
+const waitLimit = time.Minute
 
-// TestStopKillsTheGroup starts a shell that leaves a grandchild in its process group and
-// ignores SIGTERM; Stop must end both.
-func TestStopKillsTheGroup(t *testing.T) {
+// startShell starts script under sh as a Process that the test stops at its end.
+func startShell(t *testing.T, name, script string) *Process {
+	t.Helper()
 	sh, err := exec.LookPath("sh")
 	if err != nil {
 		t.Skip("no sh")
 	}
-	p, err := Start("sleeper", exec.Command(sh, "-c", `trap "" TERM; sleep 30 & echo child $! >&2; wait`))
+	p, err := Start(name, exec.Command(sh, "-c", script))
 	if err != nil {
 		t.Fatal(err)
 	}
-	var child int
-	for range 200 {
-		if _, err := fmt.Sscanf(p.Stderr(), "child %d", &child); err == nil {
-			break
+	t.Cleanup(func() { _ = p.Stop(0) })
+	return p
+}
+
+// waitFor polls cond every 10 ms until it holds, failing the test after waitLimit.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(waitLimit); !cond(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no %s within %v", what, waitLimit)
 		}
-		time.Sleep(10 * time.Millisecond)
 	}
-	if child == 0 || !alive(child) {
-		t.Fatalf("no grandchild seen (stderr %q)", p.Stderr())
+}
+
+// children waits for the first line of p's standard error, "children PID...", and returns
+// the pids.
+func children(t *testing.T, p *Process, n int) []int {
+	t.Helper()
+	waitFor(t, "children line on stderr", func() bool { return strings.Contains(p.Stderr(), "\n") })
+	line, _, _ := strings.Cut(p.Stderr(), "\n")
+	f := strings.Fields(line)
+	if len(f) != n+1 || f[0] != "children" {
+		t.Fatalf("stderr %q: want a line \"children\" and %d pids", p.Stderr(), n)
+	}
+	pids := make([]int, n)
+	for i := range pids {
+		var err error
+		if pids[i], err = strconv.Atoi(f[i+1]); err != nil {
+			t.Fatalf("stderr %q: %v", p.Stderr(), err)
+		}
+	}
+	return pids
+}
+
+// pidfd is a handle on one process that, unlike its pid, cannot come to name another
+// process; it becomes readable the moment the process exits.
+type pidfd int
+
+func openPidfd(t *testing.T, pid int) pidfd {
+	t.Helper()
+	const sysPidfdOpen = 434 // the same number on every Linux architecture Go supports but MIPS
+	fd, _, errno := syscall.Syscall(sysPidfdOpen, uintptr(pid), 0, 0)
+	if errno == syscall.ENOSYS {
+		t.Skip("the kernel has no pidfd_open (Linux 5.3)")
+	}
+	if errno != 0 {
+		t.Fatalf("pidfd_open(%d): %v", pid, errno)
+	}
+	t.Cleanup(func() { syscall.Close(int(fd)) })
+	return pidfd(fd)
+}
+
+// exited reports, without waiting, whether the process has exited.
+func (fd pidfd) exited(t *testing.T) bool {
+	t.Helper()
+	ep, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Close(ep)
+	if err := syscall.EpollCtl(ep, syscall.EPOLL_CTL_ADD, int(fd), &syscall.EpollEvent{Events: syscall.EPOLLIN}); err != nil {
+		t.Fatal(err)
+	}
+	var ev [1]syscall.EpollEvent
+	for {
+		n, err := syscall.EpollWait(ep, ev[:], 0)
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n == 1
+	}
+}
+
+// groupOf lists the live processes of p's group, failing the test if it cannot.
+func groupOf(t *testing.T, p *Process) []procstat.Stat {
+	t.Helper()
+	live, err := liveMembers(p.PID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return live
+}
+
+// TestStopKillsTheGroup starts a shell that ignores SIGTERM and leaves two grandchildren in
+// its process group that ignore it too (an ignored signal stays ignored across fork and
+// exec): one shares the shell's standard error, the other has closed it, so that nothing
+// but the group itself ties it to the leader. The moment Stop returns, both must have
+// exited, the leader must be reaped and no process of the group may be alive: the test
+// looks once, without waiting.
+func TestStopKillsTheGroup(t *testing.T) {
+	p := startShell(t, "sleeper", `trap "" TERM
+sleep 300 & a=$!
+sleep 300 </dev/null >/dev/null 2>&1 & b=$!
+echo children $a $b >&2
+wait`)
+	pids := children(t, p, 2)
+	fds := []pidfd{openPidfd(t, pids[0]), openPidfd(t, pids[1])}
+	for i, fd := range fds {
+		if fd.exited(t) {
+			t.Fatalf("grandchild %d ended before Stop", pids[i])
+		}
 	}
 	if pgid, _ := syscall.Getpgid(p.PID()); pgid != p.PID() {
 		t.Errorf("pgid %d, want its own %d", pgid, p.PID())
 	}
-	start := time.Now()
+	if live := groupOf(t, p); len(live) != 3 {
+		t.Fatalf("before Stop the group has %s, want the shell and two sleeps", describe(live))
+	}
+
 	if err := p.Stop(200 * time.Millisecond); err != nil {
-		t.Errorf("Stop: %v", err)
+		t.Fatalf("Stop: %v", err)
+	}
+	for i, fd := range fds {
+		if !fd.exited(t) {
+			t.Errorf("grandchild %d survived Stop", pids[i])
+		}
+	}
+	if live := groupOf(t, p); len(live) > 0 {
+		t.Errorf("alive in the group after Stop: %s", describe(live))
 	}
 	if !p.Exited() {
-		t.Error("leader still running")
+		t.Error("Exited() = false after Stop")
 	}
-	// The grandchild was SIGKILLed with the group; it may take a moment to be reaped by init.
-	for range 100 {
-		if !alive(child) {
-			break
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	if alive(child) {
-		var st syscall.WaitStatus
-		_, _ = syscall.Wait4(child, &st, syscall.WNOHANG, nil)
-		if alive(child) && !zombie(child) {
-			t.Errorf("grandchild %d survived Stop", child)
-		}
-	}
-	if el := time.Since(start); el > 5*time.Second {
-		t.Errorf("Stop took %v", el)
+	if ps := p.Cmd.ProcessState; ps == nil {
+		t.Error("leader not reaped by Stop")
+	} else if ws := ps.Sys().(syscall.WaitStatus); ws.Signal() != syscall.SIGKILL {
+		t.Errorf("leader ended with %v, want SIGKILL (it ignores SIGTERM)", ps)
 	}
 	if err := p.Stop(time.Second); err != nil {
 		t.Errorf("second Stop: %v", err)
 	}
 }
 
-func zombie(pid int) bool {
-	b, err := exec.Command("ps", "-o", "stat=", "-p", fmt.Sprint(pid)).Output()
-	return err == nil && strings.HasPrefix(strings.TrimSpace(string(b)), "Z")
+// TestStopAfterTheLeaderExited has the leader exit on its own and leave a worker behind:
+// the leader must stay unreaped until Stop, so that its pid, which is the group id Stop
+// signals, cannot have been given to another process, and Stop must still end the worker.
+func TestStopAfterTheLeaderExited(t *testing.T) {
+	p := startShell(t, "quitter", `sleep 300 </dev/null >/dev/null 2>&1 & echo children $! >&2`)
+	worker := openPidfd(t, children(t, p, 1)[0])
+	waitFor(t, "exit of the leader", p.Exited)
+	st, err := procstat.Reader{}.Process(p.PID())
+	if err != nil || st.State != 'Z' {
+		t.Fatalf("exited leader: stat %+v, %v; want a zombie that holds the group id", st, err)
+	}
+	if worker.exited(t) {
+		t.Fatal("worker ended before Stop")
+	}
+	if err := p.Stop(time.Minute); err != nil {
+		t.Errorf("Stop of a leader that exited with status 0: %v", err)
+	}
+	if !worker.exited(t) {
+		t.Error("worker survived Stop")
+	}
+	if live := groupOf(t, p); len(live) > 0 {
+		t.Errorf("alive in the group after Stop: %s", describe(live))
+	}
+}
+
+// TestStopGraceful checks that a group that ends on SIGTERM is not made to wait out the grace
+// period, nor killed: the leader's end must be SIGTERM's doing.
+func TestStopGraceful(t *testing.T) {
+	p := startShell(t, "graceful", `sleep 300 & echo children $! >&2; wait`)
+	worker := openPidfd(t, children(t, p, 1)[0])
+	const grace = waitLimit
+	start := time.Now()
+	if err := p.Stop(grace); err != nil {
+		t.Fatalf("Stop: %v", err)
+	}
+	if el := time.Since(start); el >= grace {
+		t.Errorf("Stop took %v: it waited out the grace period", el)
+	}
+	if ws := p.Cmd.ProcessState.Sys().(syscall.WaitStatus); ws.Signal() != syscall.SIGTERM {
+		t.Errorf("leader ended with %v, want SIGTERM", p.Cmd.ProcessState)
+	}
+	if !worker.exited(t) {
+		t.Error("worker survived Stop")
+	}
+}
+
+// TestExitStatus checks how the leader's end is told before Stop reaps it against what
+// package os says once it has.
+func TestExitStatus(t *testing.T) {
+	for _, script := range []string{"exit 0", "exit 3", "kill -KILL $$", "kill -TERM $$"} {
+		t.Run(script, func(t *testing.T) {
+			p := startShell(t, "status", script)
+			waitFor(t, "exit", p.Exited)
+			got := p.status
+			_ = p.Stop(0)
+			if want := p.Cmd.ProcessState.String(); got != want {
+				t.Errorf("status before reaping %q, after %q", got, want)
+			}
+		})
+	}
 }
 
 func TestEarlyExitAndSet(t *testing.T) {
@@ -89,8 +246,9 @@ func TestEarlyExitAndSet(t *testing.T) {
 		t.Fatal(port, err)
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	err = WaitListening(context.Background(), p, addr, 5*time.Second)
-	if err == nil || !strings.Contains(err.Error(), "exited before listening") || !strings.Contains(err.Error(), "boom") {
+	err = WaitListening(context.Background(), p, addr, waitLimit)
+	if err == nil || !strings.Contains(err.Error(), "exited before listening") ||
+		!strings.Contains(err.Error(), "exit status 3") || !strings.Contains(err.Error(), "boom") {
 		t.Errorf("WaitListening = %v", err)
 	}
 	var s Set
