@@ -77,14 +77,14 @@ func (p *Policy) admit() admission {
 	return admission{gen: gen, state: p.State()}
 }
 
-// record counts an attempt's outcome in the state it was admitted in and
-// returns the report for gobreaker. An attempt that ends after a state change
-// counts nowhere; gobreaker ignores its report as well.
-func (p *Policy) record(a admission, o Outcome, slow bool) report {
+// record counts the outcome of an attempt that ended at end in the state it was
+// admitted in, and returns the report for gobreaker. An attempt that ends after
+// a state change counts nowhere; gobreaker ignores its report as well.
+func (p *Policy) record(a admission, o Outcome, slow bool, end time.Time) report {
 	if o == OutcomeExcluded {
 		return reportExcluded
 	}
-	bits, now := outcomeBits(o, slow), time.Since(p.created)
+	bits, at := outcomeBits(o, slow), end.Sub(p.created)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if a.gen != p.gen {
@@ -92,7 +92,7 @@ func (p *Policy) record(a admission, o Outcome, slow bool) report {
 	}
 	switch a.state {
 	case StateClosed:
-		if p.win.record(bits, now).over(p.s.minCalls, p.s.failureRate, p.s.slowRate) {
+		if p.win.record(bits, at).over(p.s.minCalls, p.s.failureRate, p.s.slowRate) {
 			return reportFailure
 		}
 	case StateHalfOpen:

@@ -132,12 +132,12 @@ func runAttempt[T any](ctx context.Context, p *Policy, c *call, fn func(context.
 			if !finished {
 				// fn panicked: a failure. The panic goes on through gobreaker,
 				// which counts a failure too, to Do's caller.
-				p.record(adm, OutcomeFailure, false)
+				p.record(adm, OutcomeFailure, false, time.Now())
 			}
 		}()
 		a = runTry(ctx, p, c, fn)
 		finished = true
-		return struct{}{}, p.record(adm, a.verdict.Outcome, a.slow)
+		return struct{}{}, p.record(adm, a.verdict.Outcome, a.slow, a.end)
 	})
 	return a, ran
 }

@@ -12,6 +12,7 @@ type attempt[T any] struct {
 	err     error   // nil: a success
 	verdict Verdict // the verdict on err; zero (a success) when err is nil
 	slow    bool    // it took longer than SlowCallDuration
+	end     time.Time
 }
 
 // runTry runs fn once under the per-try time limiter and judges how it ended.
@@ -23,7 +24,8 @@ func runTry[T any](ctx context.Context, p *Policy, c *call, fn func(context.Cont
 	} else {
 		a.val, a.err = runLimited(ctx, deadline, cause, fn)
 	}
-	a.slow = time.Since(start) > p.s.slowDuration
+	a.end = time.Now()
+	a.slow = a.end.Sub(start) > p.s.slowDuration
 	if a.err != nil {
 		a.verdict = p.judge(ctx, a.err)
 	}
