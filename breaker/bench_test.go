@@ -47,9 +47,9 @@ func BenchmarkGobreakerExecute(b *testing.B) {
 	}
 }
 
-// BenchmarkTimeLimiterStdlib is a time limiter built the usual way, from a
-// context.WithTimeout and a goroutine per call: what BenchmarkDo_PerTryTimeout
-// would pay for its time limiter alone without the policy's deadline scheduler.
+// BenchmarkTimeLimiterStdlib is a time limiter alone, built from a
+// context.WithTimeout and a goroutine per call as the policy's is: with
+// BenchmarkGobreakerExecute, the floor under BenchmarkDo_PerTryTimeout.
 func BenchmarkTimeLimiterStdlib(b *testing.B) {
 	ctx := context.Background()
 	b.ReportAllocs()
@@ -61,21 +61,5 @@ func BenchmarkTimeLimiterStdlib(b *testing.B) {
 		}()
 		<-actx.Done()
 		cancel()
-	}
-}
-
-// BenchmarkGoroutineHandoff is the part of any time limiter that survives an fn
-// ignoring its ctx: running fn on a goroutine of its own and waiting for it. It
-// plus BenchmarkGobreakerExecute is the floor under BenchmarkDo_PerTryTimeout.
-func BenchmarkGoroutineHandoff(b *testing.B) {
-	done := make(chan int, 1)
-	ctx := context.Background()
-	b.ReportAllocs()
-	for b.Loop() {
-		go func() {
-			v, _ := noop(ctx)
-			done <- v
-		}()
-		<-done
 	}
 }

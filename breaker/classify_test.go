@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/infermesh/infermesh/breaker"
@@ -78,4 +79,68 @@ func TestRetryRejectedByOpenBreaker(t *testing.T) {
 	if got, want := err.Error(), "breaker: 1 attempt (circuit open): boom"; got != want {
 		t.Errorf("%q, want %q", got, want)
 	}
+}
+
+func TestClassOf(t *testing.T) {
+	t.Parallel()
+	limited := &hintError{breaker.Verdict{Outcome: breaker.OutcomeFailure, Retryable: true, Class: breaker.ClassRateLimited}}
+	classless := &hintError{breaker.Verdict{Outcome: breaker.OutcomeExcluded}}
+	tests := []struct {
+		name string
+		err  error
+		want breaker.Class
+	}{
+		{"nil", nil, ""},
+		{"*Error", &breaker.Error{Attempts: 2, Last: errBoom, Verdict: breaker.Verdict{Class: breaker.ClassServerError}}, breaker.ClassServerError},
+		{"wrapped *Error", fmt.Errorf("fallback: %w", &breaker.Error{Attempts: 1, Last: errBoom, Verdict: breaker.Verdict{Class: breaker.ClassAuth}}), breaker.ClassAuth},
+		{"*Error's verdict beats its Last", &breaker.Error{Attempts: 1, Last: limited, Verdict: breaker.Verdict{Class: breaker.ClassOverloaded}}, breaker.ClassOverloaded},
+		{"*Error without a class: its Last", &breaker.Error{Attempts: 1, Last: limited}, breaker.ClassRateLimited},
+		{"*Error rejected before any attempt", &breaker.Error{Reason: breaker.ErrOpen}, breaker.ClassUnknown},
+		{"*Error the caller cancelled", &breaker.Error{Reason: context.Canceled}, breaker.ClassCanceled},
+		{"verdicter", limited, breaker.ClassRateLimited},
+		{"wrapped verdicter", fmt.Errorf("call: %w", limited), breaker.ClassRateLimited},
+		{"verdicter naming no class", classless, ""},
+		{"canceled", context.Canceled, breaker.ClassCanceled},
+		{"wrapped canceled", fmt.Errorf("read: %w", context.Canceled), breaker.ClassCanceled},
+		{"deadline", context.DeadlineExceeded, breaker.ClassTimeout},
+		{"ErrTimeout", breaker.ErrTimeout, breaker.ClassTimeout},
+		{"ErrPerTryTimeout", breaker.ErrPerTryTimeout, breaker.ClassTimeout},
+		{"other", errors.New("eof"), breaker.ClassUnknown},
+		{"sentinel", breaker.ErrOpen, breaker.ClassUnknown},
+	}
+	for _, tt := range tests {
+		if got := breaker.ClassOf(tt.err); got != tt.want {
+			t.Errorf("%s: ClassOf = %q, want %q", tt.name, got, tt.want)
+		}
+	}
+}
+
+// ClassOf on what Do really returns.
+func TestClassOfDoErrors(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		p := mustNew(t, breaker.Config{PerTryTimeout: time.Second, MaxAttempts: 1, MinimumCalls: 2})
+		_, err := breaker.Do(context.Background(), p, stubborn(time.Minute, nil))
+		if got := breaker.ClassOf(err); got != breaker.ClassTimeout {
+			t.Errorf("per-try timeout: ClassOf = %q, want timeout (err %v)", got, err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		_, err = breaker.Do(ctx, p, func(context.Context) (int, error) {
+			cancel()
+			return 0, errBoom
+		})
+		if got := breaker.ClassOf(err); got != breaker.ClassCanceled {
+			t.Errorf("caller cancelled: ClassOf = %q, want canceled (err %v)", got, err)
+		}
+		_, err = breaker.Do(context.Background(), p, func(context.Context) (int, error) { return 0, errBoom })
+		if !errors.Is(err, breaker.ErrRetriesExhausted) {
+			t.Fatalf("err %v", err)
+		}
+		wantState(t, p, breaker.StateOpen)
+		_, err = breaker.Do(context.Background(), p, func(context.Context) (int, error) { return 0, nil })
+		if got := breaker.ClassOf(err); !errors.Is(err, breaker.ErrOpen) || got != breaker.ClassUnknown {
+			t.Errorf("rejected: ClassOf = %q, want unknown (err %v)", got, err)
+		}
+		time.Sleep(time.Minute) // the abandoned fn finishes
+	})
 }

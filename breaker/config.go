@@ -38,8 +38,8 @@ func (w WindowType) String() string {
 const NoTimeout time.Duration = -1
 
 // Defaults of [Config]: a zero field takes the value here. They are the
-// Resilience4j values of the project's seed article, and Envoy's retry_budget
-// defaults.
+// Resilience4j settings a typical production LLM service uses, and Envoy's
+// retry_budget defaults.
 const (
 	DefaultWindowSize          = 20
 	DefaultMinimumCalls        = 5

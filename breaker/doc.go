@@ -5,7 +5,8 @@
 // for those.
 //
 // A [Policy] is built once from a [Config] with [New] (the zero Config gives
-// the seed defaults) and guards one upstream; [Do] runs a call through it:
+// the Resilience4j settings a typical production LLM service uses) and guards
+// one upstream; [Do] runs a call through it:
 //
 //	p, err := breaker.New(breaker.Config{Name: "openai", PerTryTimeout: 30 * time.Second})
 //	...
@@ -52,7 +53,8 @@
 // trial calls, rejecting the others with [ErrOpen] without running fn. When all
 // trial calls have completed, their failure and slow-call rates are judged
 // against the same thresholds: at or above either, the breaker opens again;
-// below both, it closes with an empty window.
+// below both, it closes with an empty window. A panic in fn counts as a
+// failure; in a trial call it reopens the breaker at once.
 //
 // # Retries
 //
@@ -80,19 +82,21 @@
 // # Time limiter
 //
 // Timeout bounds the whole call and PerTryTimeout each attempt; fn's ctx
-// carries the earlier deadline. When either applies, fn runs on its own
-// goroutine and Do returns at the deadline even if fn ignores its ctx; the
+// carries the earlier deadline, as a context.WithDeadlineCause ctx whose cause
+// is [ErrTimeout] or [ErrPerTryTimeout]. When either applies, fn runs on its
+// own goroutine and Do returns at the deadline even if fn ignores its ctx; the
 // abandoned goroutine finishes on its own and its result is discarded. A
 // timed-out attempt fails with [ErrTimeout] or [ErrPerTryTimeout], which wrap
-// context.DeadlineExceeded. [WithOverrides] changes the limits and attempts
-// for one context, as a stream needs (a first-token per-try timeout and no
-// overall timeout).
+// context.DeadlineExceeded. A panic in fn is raised again in Do while Do waits
+// for fn. [WithOverrides] changes the limits and attempts for one context, as a
+// stream needs (a first-token per-try timeout and no overall timeout).
 //
 // # Errors and hooks
 //
 // A failed Do returns an [*Error] that wraps the last attempt's error
 // ("breaker: 2 attempts: <last error>"), so errors.Is and errors.As reach it,
 // and matches its reason with errors.Is ([ErrOpen], [ErrRetriesExhausted],
-// ...). [Hooks] report state changes, retries and budget rejections with no
-// lock held, so a hook may call [Policy.State].
+// ...). [ClassOf] gives the [Class] of any error of this module. [Hooks]
+// report state changes, retries and budget rejections with no lock held, so a
+// hook may call [Policy.State] or even [Do].
 package breaker

@@ -112,3 +112,24 @@ func (e *Error) Unwrap() error { return e.Last }
 // Is reports whether target is the Reason, so errors.Is(err, ErrOpen) and the
 // like work.
 func (e *Error) Is(target error) bool { return target != nil && target == e.Reason }
+
+// ClassOf returns the [Class] of err, for metrics, traces and fallback
+// decisions, as connect's CodeOf returns an error's code. In order:
+//   - an [*Error] in err's chain gives its Verdict's Class, the verdict on the
+//     last attempt, when that names one;
+//   - otherwise an error in the chain that implements [Verdicter] gives its
+//     verdict's Class (empty if the verdict names none);
+//   - context.Canceled gives [ClassCanceled], and context.DeadlineExceeded
+//     (which [ErrTimeout] and [ErrPerTryTimeout] wrap) gives [ClassTimeout];
+//   - any other error gives [ClassUnknown], and nil gives the empty Class.
+//
+// So a call the open breaker rejected before any attempt ran is
+// [ClassUnknown] (errors.Is(err, [ErrOpen]) tells it apart), and a call the
+// caller cancelled is [ClassCanceled].
+func ClassOf(err error) Class {
+	var e *Error
+	if errors.As(err, &e) && e.Verdict.Class != "" {
+		return e.Verdict.Class
+	}
+	return DefaultClassifier(err).Class
+}

@@ -137,3 +137,32 @@ func ExampleNew() {
 	// breaker: FailureRate 150 out of range (0,100]
 	// breaker: HalfOpenCalls -1 out of range [1,1048576] (0 means 3)
 }
+
+// rateLimited is an upstream error that knows its own verdict, as the HTTP and
+// gRPC errors of this module do.
+type rateLimited struct{}
+
+func (rateLimited) Error() string { return "429 too many requests" }
+func (rateLimited) BreakerVerdict() breaker.Verdict {
+	return breaker.Verdict{Outcome: breaker.OutcomeFailure, Retryable: true, Class: breaker.ClassRateLimited}
+}
+
+// ClassOf names the kind of any error, for a metric label or a fallback
+// decision, however deeply it is wrapped.
+func ExampleClassOf() {
+	p, _ := breaker.New(breaker.Config{MaxAttempts: 1})
+	_, err := breaker.Do(context.Background(), p, func(ctx context.Context) (int, error) {
+		return 0, rateLimited{}
+	})
+	fmt.Println(breaker.ClassOf(err))
+	fmt.Println(breaker.ClassOf(fmt.Errorf("read reply: %w", context.DeadlineExceeded)))
+	fmt.Println(breaker.ClassOf(context.Canceled))
+	fmt.Println(breaker.ClassOf(errors.New("EOF")))
+	fmt.Printf("%q\n", breaker.ClassOf(nil))
+	// Output:
+	// rate_limited
+	// timeout
+	// canceled
+	// unknown
+	// ""
+}

@@ -3,6 +3,11 @@ package breaker_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -250,8 +255,7 @@ func TestPanicPropagates(t *testing.T) {
 }
 
 // Under real concurrency, with attempts abandoned at random, every call gets
-// its own attempt's value, never another call's (the time limiter reuses its
-// per-attempt state).
+// its own attempt's value, never another call's.
 func TestTimeLimiterStress(t *testing.T) {
 	t.Parallel()
 	p := mustNew(t, breaker.Config{
@@ -286,10 +290,10 @@ func TestTimeLimiterStress(t *testing.T) {
 	time.Sleep(3 * time.Millisecond) // abandoned attempts finish
 }
 
-// TestAttemptCtxLikeWithDeadline: the attempt's ctx, kept by the policy's
-// deadline scheduler, behaves as a context.WithDeadlineCause ctx would: Done
-// closes at the deadline, Err is DeadlineExceeded, the cause names the limit,
-// and contexts derived from it end with it.
+// TestAttemptCtxLikeWithDeadline: the attempt's ctx behaves as a
+// context.WithDeadlineCause ctx: Done closes at the deadline, Err is
+// DeadlineExceeded, the cause names the limit, and contexts derived from it end
+// with it.
 func TestAttemptCtxLikeWithDeadline(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
@@ -451,5 +455,51 @@ func TestCallerCancelAtTheLimit(t *testing.T) {
 			}
 			synctest.Wait()
 		})
+	}
+}
+
+// fn calling runtime.Goexit under a time limit ends its attempt at once with an
+// error, rather than leaving Do to wait for the deadline.
+func TestGoexitInFnEndsAttempt(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		p := mustNew(t, breaker.Config{PerTryTimeout: time.Minute, MaxAttempts: 1})
+		start := time.Now()
+		_, err := breaker.Do(context.Background(), p, func(context.Context) (int, error) {
+			runtime.Goexit()
+			return 0, nil
+		})
+		if err == nil || errors.Is(err, context.DeadlineExceeded) || time.Since(start) != 0 {
+			t.Fatalf("after %v: err %v; want an error at once", time.Since(start), err)
+		}
+	})
+}
+
+// A panic in fn after Do has stopped waiting for it is not swallowed: it ends
+// the program, raised on fn's goroutine. The test runs itself in a child
+// process, which must die of that panic.
+func TestPanicAfterDoReturnedEndsProgram(t *testing.T) {
+	if os.Getenv("BREAKER_TEST_LATE_PANIC") == "1" {
+		p := mustNew(t, breaker.Config{PerTryTimeout: time.Millisecond, MaxAttempts: 1})
+		release := make(chan struct{})
+		_, err := breaker.Do(context.Background(), p, func(context.Context) (int, error) {
+			<-release
+			panic("late kaboom")
+		})
+		if !errors.Is(err, breaker.ErrPerTryTimeout) {
+			fmt.Println("Do returned", err)
+			os.Exit(3)
+		}
+		close(release)
+		time.Sleep(time.Minute) // the panic ends the process long before
+		os.Exit(4)
+	}
+	t.Parallel()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestPanicAfterDoReturnedEndsProgram$", "-test.count=1")
+	cmd.Env = append(os.Environ(), "BREAKER_TEST_LATE_PANIC=1")
+	out, err := cmd.CombinedOutput()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 2 || !strings.Contains(string(out), "panic: late kaboom") {
+		t.Fatalf("child process: %v, output:\n%s\nwant it to die of the panic (exit status 2)", err, out)
 	}
 }

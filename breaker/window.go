@@ -8,6 +8,18 @@ const (
 	bitSlow
 )
 
+// outcomeBits returns the bits of a non-excluded outcome.
+func outcomeBits(o Outcome, slow bool) uint8 {
+	var b uint8
+	if o == OutcomeFailure {
+		b |= bitFailure
+	}
+	if slow {
+		b |= bitSlow
+	}
+	return b
+}
+
 // tally counts the calls of a window: total non-excluded calls, failures and
 // slow calls.
 type tally struct {
@@ -122,9 +134,17 @@ func newWindow(t WindowType, size int) window {
 func (w *window) record(o uint8, elapsed time.Duration) tally {
 	if w.timed {
 		w.time.record(o, elapsed)
+	} else {
+		w.count.record(o)
+	}
+	return w.tally()
+}
+
+// tally returns the window's tally as of its latest record.
+func (w *window) tally() tally {
+	if w.timed {
 		return w.time.tally
 	}
-	w.count.record(o)
 	return w.count.tally
 }
 

@@ -124,8 +124,8 @@ func TestMinimumCallsCappedByCountWindow(t *testing.T) {
 	}
 }
 
-func TestOutcomeCodeError(t *testing.T) {
-	if !strings.HasPrefix(codeExcluded.Error(), "breaker:") {
-		t.Errorf("outcome code error %q", codeExcluded.Error())
+func TestReportError(t *testing.T) {
+	if !strings.HasPrefix(reportExcluded.Error(), "breaker:") {
+		t.Errorf("report error %q", reportExcluded.Error())
 	}
 }

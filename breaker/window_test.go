@@ -333,3 +333,68 @@ func TestHalfOpenExcludedFreesSlot(t *testing.T) {
 		wantState(t, p, breaker.StateClosed)
 	})
 }
+
+// An attempt counts only in the state it was admitted in: a call that began
+// while closed and ends while half-open is not a trial call.
+func TestLateResultIsNotATrial(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		p := mustNew(t, breakerOnly(breaker.Config{MinimumCalls: 1, OpenDuration: time.Second, HalfOpenCalls: 1}))
+		late := trial(p, 5*time.Second, nil) // admitted while closed, succeeds at 5s
+		synctest.Wait()
+		calls(t, p, errBoom)
+		wantState(t, p, breaker.StateOpen)
+		time.Sleep(2 * time.Second)
+		wantState(t, p, breaker.StateHalfOpen)
+		if r := <-late; !r.ran || r.err != nil {
+			t.Fatalf("late call: %+v", r)
+		}
+		// Had it counted as the one trial call, the breaker would have closed.
+		wantState(t, p, breaker.StateHalfOpen)
+		calls(t, p, nil)
+		wantState(t, p, breaker.StateClosed)
+	})
+}
+
+// A panic in a trial call counts as a failure and reopens the breaker at once,
+// as gobreaker does with a failed trial, without waiting for the others.
+func TestPanicInTrialReopens(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		p := tripped(t, breaker.Config{OpenDuration: time.Second, HalfOpenCalls: 3})
+		time.Sleep(time.Second)
+		func() {
+			defer func() {
+				if r := recover(); r != "kaboom" {
+					t.Errorf("recovered %v, want kaboom", r)
+				}
+			}()
+			breaker.Do(context.Background(), p, func(context.Context) (int, error) { panic("kaboom") })
+		}()
+		wantState(t, p, breaker.StateOpen)
+	})
+}
+
+// An attempt admitted before a state change counts nowhere: a call that began
+// before the breaker opened and ends after it closed again stays out of the
+// new window.
+func TestLateResultStaysOutOfNewWindow(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		p := mustNew(t, breakerOnly(breaker.Config{WindowSize: 2, MinimumCalls: 2, OpenDuration: time.Second, HalfOpenCalls: 1}))
+		late := trial(p, 5*time.Second, errBoom) // admitted while closed, fails at 5s
+		synctest.Wait()
+		calls(t, p, errBoom, errBoom)
+		wantState(t, p, breaker.StateOpen)
+		time.Sleep(time.Second)
+		calls(t, p, nil) // the one trial call closes the breaker
+		wantState(t, p, breaker.StateClosed)
+		if r := <-late; !r.ran || !errors.Is(r.err, errBoom) {
+			t.Fatalf("late call: %+v", r)
+		}
+		calls(t, p, nil)
+		// The window holds this success alone, below MinimumCalls; had the late
+		// failure counted, 1 of 2 would have failed (50%) and opened it.
+		wantState(t, p, breaker.StateClosed)
+	})
+}

@@ -103,9 +103,9 @@ func policyCases() []policyCase {
 
 // BenchmarkTimeLimiterStdlib is a time limiter that returns at its deadline even when the
 // call ignores its context, built the usual way: a context.WithTimeout and a goroutine per
-// call. infermesh's breaker keeps its deadlines on one scheduler per policy instead and
-// makes the attempt's context only when the call asks for it, so its whole policy costs less
-// than this; failsafe-go's timeout does not return before the call does, so it pays neither.
+// call. infermesh's breaker builds its time limiter this way, so this is most of what
+// BenchmarkPolicy/infermesh costs; failsafe-go's timeout does not return before the call
+// does, so it pays no goroutine handoff.
 func BenchmarkTimeLimiterStdlib(b *testing.B) {
 	ctx := context.Background()
 	b.ReportAllocs()
