@@ -68,8 +68,8 @@ type try struct {
 	cancel     context.CancelCauseFunc
 	span       *tracing.Attempt
 	start      time.Time
-	firstToken *time.Timer         // a stream's first-token timeout; nil otherwise
-	res        *quota.Reservation  // the send's quota, until settled
+	firstToken *time.Timer        // a stream's first-token timeout; nil otherwise
+	res        *quota.Reservation // the send's quota, until settled
 }
 
 // run sends the request and judges the reply.

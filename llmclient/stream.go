@@ -42,7 +42,7 @@ func (a *try) openStream(resp *http.Response, env mesh.Envoy) (*http.Response, e
 	}
 	a.observeFirst()
 	s.idle = time.AfterFunc(time.Hour, func() { a.cancel(ErrIdleTimeout) })
-	s.idle.Stop() // armed only while the caller waits on the upstream
+	s.idle.Stop()             // armed only while the caller waits on the upstream
 	s.res, a.res = a.res, nil // the stream settles its quota when it ends
 	resp.Body = s
 	resp.ContentLength = -1
@@ -275,7 +275,7 @@ func (s *streamBody) finish(err error) {
 	class := ""
 	switch {
 	case err != nil:
-		class = string(classify(err).Class)
+		class = string(breaker.ClassOf(err))
 	case s.upstream != nil:
 		class = string(breaker.ClassServerError) // a response.failed delivered as sent
 	}
