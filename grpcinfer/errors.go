@@ -3,6 +3,7 @@ package grpcinfer
 import (
 	"context"
 	"errors"
+	"net/http"
 	"strconv"
 	"strings"
 	"time"
@@ -13,44 +14,27 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/infermesh/infermesh/breaker"
+	"github.com/infermesh/infermesh/internal/mesh"
 )
 
 // Envoy holds the facts an Envoy sidecar (or any Envoy hop) left in a gRPC response's
 // metadata. Envoy answers a gRPC call it cannot route with a trailers-only response (no
-// headers, only a status): 503 and 504 become UNAVAILABLE, 429 becomes UNAVAILABLE too.
-type Envoy struct {
-	// Overloaded: x-envoy-overloaded was set; the sidecar's own circuit breaker shed the call.
-	Overloaded bool
-	// NoHealthyUpstream: a trailers-only UNAVAILABLE whose grpc-message is Envoy's local
-	// reply "no healthy upstream": every endpoint is ejected, retrying is pointless.
-	NoHealthyUpstream bool
-	// AttemptCount is x-envoy-attempt-count (0 when absent); above 1 the mesh retried.
-	AttemptCount int
-	// UpstreamServiceTime is x-envoy-upstream-service-time (0 when absent): the upstream's
-	// own time, so the difference to the client's timing is the cost of the hops.
-	UpstreamServiceTime time.Duration
-}
+// headers, only a status): 503 and 504 become UNAVAILABLE, 429 becomes UNAVAILABLE too, and
+// its local reply ("no healthy upstream", "upstream connect error or disconnect/reset before
+// headers. ...") becomes the grpc-message. It is the one model of mesh signals in this module:
+// transport.Envoy and tracing.Mesh are the same type.
+type Envoy = mesh.Envoy
 
 // ParseEnvoy reads the Envoy facts from a call's header and trailer metadata (either may be
-// nil). For a trailers-only response, header is nil and everything is in trailer.
+// nil; a value in the trailer wins). For a trailers-only response, header is nil and
+// everything is in trailer.
 func ParseEnvoy(header, trailer metadata.MD) Envoy {
-	var e Envoy
-	for _, md := range []metadata.MD{header, trailer} {
-		if v := last(md, "x-envoy-overloaded"); v != "" {
-			e.Overloaded = e.Overloaded || v == "true"
+	return mesh.ParseHeaders(func(key string) string {
+		if v := last(trailer, key); v != "" {
+			return v
 		}
-		if v := last(md, "x-envoy-attempt-count"); v != "" {
-			if n, err := strconv.Atoi(v); err == nil && n > 0 {
-				e.AttemptCount = n
-			}
-		}
-		if v := last(md, "x-envoy-upstream-service-time"); v != "" {
-			if n, err := strconv.ParseInt(v, 10, 64); err == nil && n >= 0 {
-				e.UpstreamServiceTime = time.Duration(n) * time.Millisecond
-			}
-		}
-	}
-	return e
+		return last(header, key)
+	})
 }
 
 func last(md metadata.MD, key string) string {
@@ -59,13 +43,6 @@ func last(md metadata.MD, key string) string {
 	}
 	return ""
 }
-
-// Envoy's local reply bodies, which become grpc-message on a trailers-only response. They
-// are protocol data Envoy documents, not Go error text.
-const (
-	envoyNoHealthyUpstream = "no healthy upstream"
-	envoyResetPrefix       = "upstream connect error or disconnect/reset before headers"
-)
 
 // grpcRecvTooLarge holds the grpc-message prefixes with which a grpc-go server refuses a
 // request over its receive limit (RESOURCE_EXHAUSTED, trailers-only, before any handler
@@ -188,45 +165,17 @@ func attemptError(err error, f attemptFacts) *Error {
 			e.RetryAfter = time.Duration(ms) * time.Millisecond
 		}
 	}
-	if e.Code == codes.Unavailable && e.TrailersOnly && st.Message() == envoyNoHealthyUpstream {
-		e.Envoy.NoHealthyUpstream = true
+	if e.Code == codes.Unavailable && e.TrailersOnly {
+		e.Envoy.ParseLocalReply(http.StatusServiceUnavailable, st.Message()) // Envoy's 503 and 504
 	}
 	e.Verdict = verdictFor(e, retryable, f)
 	return e
 }
 
-// verdictFor maps a gRPC failure to a breaker verdict:
-//
-//	caller cancelled                          excluded, canceled, not retryable
-//	caller's deadline expired                 failure, timeout, not retryable
-//	INVALID_ARGUMENT, NOT_FOUND, ALREADY_EXISTS,
-//	FAILED_PRECONDITION, OUT_OF_RANGE,
-//	UNIMPLEMENTED                             excluded, client_error, not retryable
-//	UNAUTHENTICATED, PERMISSION_DENIED        excluded, auth, not retryable
-//	UNAVAILABLE                               failure, unavailable (connection when no stream
-//	                                          could be opened or Envoy reports a connect
-//	                                          failure; overloaded when Envoy shed it),
-//	                                          retryable before any response message
-//	RESOURCE_EXHAUSTED                        failure, overloaded, retryable only when no
-//	                                          headers and no message arrived (a shed call);
-//	                                          a request over the client's own send limit,
-//	                                          or refused by the server as larger than its
-//	                                          receive limit, is excluded, client_error, not
-//	                                          retryable: the caller's mistake, not an outage
-//	DEADLINE_EXCEEDED (server or a per-try)   failure, timeout, retryable before any message
-//	ABORTED, CANCELLED (not by the caller)    failure, server_error / connection, retryable
-//	                                          before any message
-//	INTERNAL, DATA_LOSS, UNKNOWN              failure, server_error / unknown, not retryable
-//
-// Mesh signals come from the Envoy facts: x-envoy-overloaded, "no healthy upstream",
-// x-envoy-attempt-count > 1.
+// verdictFor maps a gRPC failure to a breaker verdict: the caller's own end and a request
+// the caller made too large come first (they are no outage); everything else is
+// mesh.GRPCVerdict's, from the code and the mesh's facts.
 func verdictFor(e *Error, retryable bool, f attemptFacts) breaker.Verdict {
-	v := breaker.Verdict{Outcome: breaker.OutcomeFailure, RetryAfter: e.RetryAfter}
-	v.Signals = breaker.Signals{
-		MeshRetried:       e.Envoy.AttemptCount > 1,
-		NoHealthyUpstream: e.Envoy.NoHealthyUpstream,
-		Overloaded:        e.Envoy.Overloaded,
-	}
 	if f.callerCtx != nil {
 		if cerr := f.callerCtx.Err(); cerr != nil {
 			if errors.Is(cerr, context.Canceled) {
@@ -235,43 +184,12 @@ func verdictFor(e *Error, retryable bool, f attemptFacts) breaker.Verdict {
 			return breaker.Verdict{Outcome: breaker.OutcomeFailure, Class: breaker.ClassTimeout}
 		}
 	}
-	switch e.Code {
-	case codes.InvalidArgument, codes.NotFound, codes.AlreadyExists, codes.FailedPrecondition, codes.OutOfRange, codes.Unimplemented:
+	if e.Code == codes.ResourceExhausted && e.TrailersOnly &&
+		(overSendLimit(f.req, f.maxSend) || overServerLimit(e.status.Message())) {
 		return breaker.Verdict{Outcome: breaker.OutcomeExcluded, Class: breaker.ClassClientError}
-	case codes.Unauthenticated, codes.PermissionDenied:
-		return breaker.Verdict{Outcome: breaker.OutcomeExcluded, Class: breaker.ClassAuth}
-	case codes.Unavailable:
-		v.Class = breaker.ClassUnavailable
-		switch {
-		case e.Envoy.Overloaded:
-			v.Class = breaker.ClassOverloaded
-		case f.trailer == nil || (e.TrailersOnly && strings.HasPrefix(e.status.Message(), envoyResetPrefix)):
-			// No stream was ever opened (the connection failed), or Envoy reports that the
-			// upstream connection failed before any response: the request never ran.
-			v.Class = breaker.ClassConnection
-		}
-		v.Retryable = retryable
-	case codes.ResourceExhausted:
-		if e.TrailersOnly && (overSendLimit(f.req, f.maxSend) || overServerLimit(e.status.Message())) {
-			return breaker.Verdict{Outcome: breaker.OutcomeExcluded, Class: breaker.ClassClientError}
-		}
-		v.Class = breaker.ClassOverloaded
-		v.Retryable = retryable && e.TrailersOnly
-	case codes.DeadlineExceeded:
-		v.Class = breaker.ClassTimeout
-		v.Retryable = retryable
-	case codes.Aborted:
-		v.Class = breaker.ClassServerError
-		v.Retryable = retryable
-	case codes.Canceled:
-		v.Class = breaker.ClassConnection
-		v.Retryable = retryable
-	case codes.Internal, codes.DataLoss:
-		v.Class = breaker.ClassServerError
-	default:
-		v.Class = breaker.ClassUnknown
 	}
-	return v
+	return mesh.GRPCVerdict(uint32(e.Code), e.Envoy, mesh.GRPCReply{
+		Opened: f.trailer != nil, TrailersOnly: e.TrailersOnly, Retryable: retryable, RetryAfter: e.RetryAfter})
 }
 
 func overSendLimit(req any, maxSend int) bool {

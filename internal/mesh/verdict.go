@@ -137,3 +137,91 @@ func IsConnectionError(err error) bool {
 		errors.Is(err, syscall.ECONNABORTED) || errors.Is(err, syscall.EPIPE) ||
 		errors.Is(err, syscall.EHOSTUNREACH) || errors.Is(err, syscall.ENETUNREACH)
 }
+
+// gRPC status codes, as the gRPC protocol numbers them (google.golang.org/grpc/codes).
+const (
+	grpcCanceled           = 1
+	grpcUnknown            = 2
+	grpcInvalidArgument    = 3
+	grpcDeadlineExceeded   = 4
+	grpcNotFound           = 5
+	grpcAlreadyExists      = 6
+	grpcPermissionDenied   = 7
+	grpcResourceExhausted  = 8
+	grpcFailedPrecondition = 9
+	grpcAborted            = 10
+	grpcOutOfRange         = 11
+	grpcUnimplemented      = 12
+	grpcInternal           = 13
+	grpcUnavailable        = 14
+	grpcDataLoss           = 15
+	grpcUnauthenticated    = 16
+)
+
+// GRPCReply is what a gRPC failure looked like, beyond its code.
+type GRPCReply struct {
+	// Opened: a stream was opened at all (no stream means the connection failed).
+	Opened bool
+	// TrailersOnly: no response headers arrived, only a status, as Envoy's local replies
+	// and shed calls answer.
+	TrailersOnly bool
+	// Retryable: nothing reached the caller yet, and no pushback forbids a retry.
+	Retryable bool
+	// RetryAfter is the server's grpc-retry-pushback-ms.
+	RetryAfter time.Duration
+}
+
+// GRPCVerdict judges a failed gRPC call from its code, the mesh's facts and the shape of
+// the reply:
+//
+//	INVALID_ARGUMENT, NOT_FOUND, ALREADY_EXISTS,
+//	FAILED_PRECONDITION, OUT_OF_RANGE,
+//	UNIMPLEMENTED                             excluded, client_error, not retryable
+//	UNAUTHENTICATED, PERMISSION_DENIED        excluded, auth, not retryable
+//	UNAVAILABLE                               failure, unavailable (connection when no stream
+//	                                          could be opened or Envoy reports a connect
+//	                                          failure or reset; overloaded when Envoy shed
+//	                                          it; not retryable when Envoy has no healthy
+//	                                          upstream), retryable before any message
+//	RESOURCE_EXHAUSTED                        failure, overloaded, retryable only when no
+//	                                          headers and no message arrived (a shed call)
+//	DEADLINE_EXCEEDED (server or a per-try)   failure, timeout, retryable before any message
+//	ABORTED, CANCELLED (not by the caller)    failure, server_error / connection, retryable
+//	                                          before any message
+//	INTERNAL, DATA_LOSS, UNKNOWN              failure, server_error / unknown, not retryable
+//
+// The signals are the mesh's, as for HTTP.
+func GRPCVerdict(code uint32, env Envoy, r GRPCReply) breaker.Verdict {
+	v := breaker.Verdict{Outcome: breaker.OutcomeFailure, RetryAfter: r.RetryAfter, Signals: env.Signals()}
+	switch code {
+	case grpcInvalidArgument, grpcNotFound, grpcAlreadyExists, grpcFailedPrecondition, grpcOutOfRange, grpcUnimplemented:
+		return breaker.Verdict{Outcome: breaker.OutcomeExcluded, Class: breaker.ClassClientError}
+	case grpcUnauthenticated, grpcPermissionDenied:
+		return breaker.Verdict{Outcome: breaker.OutcomeExcluded, Class: breaker.ClassAuth}
+	case grpcUnavailable:
+		v.Class, v.Retryable = breaker.ClassUnavailable, r.Retryable && !env.NoHealthyUpstream
+		switch {
+		case env.Overloaded:
+			v.Class = breaker.ClassOverloaded
+		case !r.Opened || (r.TrailersOnly && (env.ConnectFailure || env.Reset)):
+			// No stream was ever opened (the connection failed), or Envoy reports that the
+			// upstream connection failed before any response: the request never ran.
+			v.Class = breaker.ClassConnection
+		}
+	case grpcResourceExhausted:
+		v.Class, v.Retryable = breaker.ClassOverloaded, r.Retryable && r.TrailersOnly
+	case grpcDeadlineExceeded:
+		v.Class, v.Retryable = breaker.ClassTimeout, r.Retryable
+	case grpcAborted:
+		v.Class, v.Retryable = breaker.ClassServerError, r.Retryable
+	case grpcCanceled:
+		v.Class, v.Retryable = breaker.ClassConnection, r.Retryable
+	case grpcInternal, grpcDataLoss:
+		v.Class = breaker.ClassServerError
+	case grpcUnknown:
+		v.Class = breaker.ClassUnknown
+	default:
+		v.Class = breaker.ClassUnknown
+	}
+	return v
+}
