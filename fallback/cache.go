@@ -13,7 +13,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/infermesh/infermesh/internal/llmwire"
+	"github.com/infermesh/infermesh/internal/redisopt"
 )
 
 // ErrCacheMiss is returned by [Cache.Serve] when it holds no fresh reply for the request.
@@ -32,6 +35,21 @@ type CacheConfig struct {
 	MaxBytes int64
 	// MaxEntryBytes is the largest reply that is stored at all; default 1 MiB.
 	MaxEntryBytes int64
+
+	// Redis, when set, keeps the replies in Redis instead of in this process, so that
+	// every replica of a service shares them: a replica that starts during an outage
+	// can still serve its tenants' last good answers. The key rules are the same (per
+	// tenant, upstream host and path; completion-style operations only); each reply
+	// expires with TTL through Redis's own expiry, and MaxEntries bounds how many are
+	// kept (the oldest go first). The client must have ContextTimeoutEnabled so that
+	// RedisTimeout bounds each command; it is never closed by the cache. A failing
+	// Redis costs a store (dropped) or a lookup (a miss), never a call.
+	Redis redis.UniversalClient
+	// RedisPrefix names the cache's Redis keys; "" means "infermesh:cache:". It is
+	// their hash tag: in Redis Cluster all of one cache's keys share a slot.
+	RedisPrefix string
+	// RedisTimeout bounds one Redis command; 0 means 50 ms.
+	RedisTimeout time.Duration
 }
 
 // Cache is a [Target] that serves the last good reply to the same request of the same
@@ -44,7 +62,8 @@ type CacheConfig struct {
 // been made again. Its responses carry [HeaderDegraded] "cache" and an Age header. It is
 // safe for concurrent use.
 type Cache struct {
-	cfg CacheConfig
+	cfg   CacheConfig
+	redis *redisStore // nil: the replies are kept in this process
 
 	mu    sync.Mutex
 	order *list.List // front = most recently used; values are *cacheEntry
@@ -69,6 +88,10 @@ func NewCache(cfg CacheConfig) (*Cache, error) {
 		return nil, fmt.Errorf("fallback: CacheConfig.MaxBytes %d is negative", cfg.MaxBytes)
 	case cfg.MaxEntryBytes < 0:
 		return nil, fmt.Errorf("fallback: CacheConfig.MaxEntryBytes %d is negative", cfg.MaxEntryBytes)
+	case cfg.RedisTimeout < 0:
+		return nil, fmt.Errorf("fallback: CacheConfig.RedisTimeout %v is negative", cfg.RedisTimeout)
+	case cfg.Redis != nil && !redisopt.HonoursDeadlines(cfg.Redis):
+		return nil, errors.New("fallback: CacheConfig.Redis must be created with ContextTimeoutEnabled, so that RedisTimeout bounds its commands")
 	}
 	if cfg.Name == "" {
 		cfg.Name = "cache"
@@ -88,7 +111,11 @@ func NewCache(cfg CacheConfig) (*Cache, error) {
 	if cfg.MaxEntryBytes > cfg.MaxBytes {
 		return nil, fmt.Errorf("fallback: CacheConfig.MaxEntryBytes %d exceeds MaxBytes %d", cfg.MaxEntryBytes, cfg.MaxBytes)
 	}
-	return &Cache{cfg: cfg, order: list.New(), byKey: make(map[string]*list.Element)}, nil
+	c := &Cache{cfg: cfg, order: list.New(), byKey: make(map[string]*list.Element)}
+	if cfg.Redis != nil {
+		c.redis = newRedisStore(cfg)
+	}
+	return c, nil
 }
 
 // Name returns the target's name.
@@ -97,8 +124,12 @@ func (c *Cache) Name() string { return c.cfg.Name }
 // InProcess reports that the cache answers from inside this process.
 func (c *Cache) InProcess() bool { return true }
 
-// Len returns the number of replies held.
+// Len returns the number of replies held (with Redis: kept in its index, -1 when Redis
+// does not answer).
 func (c *Cache) Len() int {
+	if c.redis != nil {
+		return c.redis.len()
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.order.Len()
@@ -147,6 +178,10 @@ func (c *Cache) Store(r *Request, body []byte) {
 	if err != nil {
 		return
 	}
+	if c.redis != nil {
+		c.redis.store(key, body, time.Now())
+		return
+	}
 	e := &cacheEntry{key: key, body: append([]byte(nil), body...), stored: time.Now()}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -167,6 +202,9 @@ func (c *Cache) Store(r *Request, body []byte) {
 
 // lookup returns a fresh stored reply for key and its age.
 func (c *Cache) lookup(key string) ([]byte, time.Duration, bool) {
+	if c.redis != nil {
+		return c.redis.lookup(key)
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	el, ok := c.byKey[key]

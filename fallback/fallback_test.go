@@ -12,13 +12,22 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"go.uber.org/goleak"
 
 	"github.com/infermesh/infermesh/breaker"
 	"github.com/infermesh/infermesh/fallback"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+// quiet drops go-redis's log lines, which the Redis-down test would fill with failed dials.
+type quiet struct{}
+
+func (quiet) Printf(context.Context, string, ...any) {}
+
+func TestMain(m *testing.M) {
+	redis.SetLogger(quiet{})
+	goleak.VerifyTestMain(m)
+}
 
 func chatRequest(t *testing.T, stream, usage bool) *fallback.Request {
 	t.Helper()

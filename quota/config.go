@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/infermesh/infermesh/internal/redisopt"
 )
 
 // Limits are one key's limits. A zero field means no limit of that kind from the
@@ -161,18 +163,9 @@ func (l Limits) validate(key string) error {
 }
 
 // checkContextTimeout refuses a go-redis client that ignores context deadlines on reads, so
-// that RedisTimeout really bounds a round trip. Other implementations are trusted.
+// that RedisTimeout really bounds a round trip.
 func checkContextTimeout(c redis.UniversalClient) error {
-	enabled := true
-	switch c := c.(type) {
-	case *redis.Client:
-		enabled = c.Options().ContextTimeoutEnabled
-	case *redis.ClusterClient:
-		enabled = c.Options().ContextTimeoutEnabled
-	case *redis.Ring:
-		enabled = c.Options().ContextTimeoutEnabled
-	}
-	if !enabled {
+	if !redisopt.HonoursDeadlines(c) {
 		return fmt.Errorf("quota: Config.Redis: the client must have ContextTimeoutEnabled set, " +
 			"or a slow Redis could hold a call for its ReadTimeout instead of RedisTimeout")
 	}
