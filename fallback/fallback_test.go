@@ -12,20 +12,15 @@ import (
 	"testing/synctest"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	"go.uber.org/goleak"
 
 	"github.com/infermesh/infermesh/breaker"
 	"github.com/infermesh/infermesh/fallback"
+	"github.com/infermesh/infermesh/internal/redistest"
 )
 
-// quiet drops go-redis's log lines, which the Redis-down test would fill with failed dials.
-type quiet struct{}
-
-func (quiet) Printf(context.Context, string, ...any) {}
-
 func TestMain(m *testing.M) {
-	redis.SetLogger(quiet{})
+	redistest.QuietLogs()
 	goleak.VerifyTestMain(m)
 }
 

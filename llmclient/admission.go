@@ -4,14 +4,23 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"time"
 
 	"github.com/infermesh/infermesh/breaker"
 	"github.com/infermesh/infermesh/internal/llmwire"
 	"github.com/infermesh/infermesh/quota"
+	"github.com/infermesh/infermesh/tracing"
 )
 
+// held is an attempt's hold on its backend's quota, until the answer says what it used.
+type held struct {
+	res *quota.Reservation
+	key string
+}
+
 // admit reserves the quota of one send of the attempt: one request and the estimate of
-// its tokens, under its target's key. Without a Quota it admits everything.
+// its tokens, under its target's key, and records the admission on the call. Without a
+// Quota it admits everything.
 func (a *try) admit() error {
 	q := a.c.t.cfg.Quota
 	if q == nil {
@@ -21,10 +30,15 @@ func (a *try) admit() error {
 	if a.c.info.MaxTokens >= 0 {
 		tokens = len(a.tg.body)/4 + int(min(a.c.info.MaxTokens, 1<<30))
 	}
+	start := time.Now()
 	res, err := q.Reserve(a.ctx, a.tg.key, tokens)
+	adm := tracing.Admission{Backend: a.tg.key, Waited: time.Since(start), Tokens: tokens, Mode: q.Mode().String()}
 	if err != nil {
 		var qe *quota.Error
 		if errors.As(err, &qe) {
+			adm.Refused, adm.RetryIn = qe.Kind.String(), qe.Wait
+			adm.Remaining = remaining(q, a.tg.key)
+			a.c.obs.Admission(adm)
 			// Refused before it was sent: the upstream's health is not in question,
 			// and waiting was already tried.
 			return &attemptError{err: fmt.Errorf("llmclient: %w", err), verdict: breaker.Verdict{
@@ -32,8 +46,20 @@ func (a *try) admit() error {
 		}
 		return err
 	}
-	a.res = res
+	if res.Shared() {
+		adm.Mode = quota.Shared.String()
+	} else if adm.Mode == quota.Shared.String() { // Redis failed during this admission
+		adm.Mode = quota.Degraded.String()
+	}
+	adm.Remaining = remaining(q, a.tg.key)
+	a.c.obs.Admission(adm)
+	a.hold = held{res: res, key: a.tg.key}
 	return nil
+}
+
+func remaining(q *quota.Limiter, key string) tracing.Remaining {
+	req, tok := q.Remaining(key)
+	return tracing.Remaining{Requests: req, Tokens: tok}
 }
 
 // observe tells the quota what the provider said of it: the x-ratelimit-* headers of
@@ -48,20 +74,15 @@ func (a *try) observeQuota(resp *http.Response) {
 // tokens for an answer that used none (an error status), or, when the usage is not
 // known (a call that failed after it was sent), to the estimate.
 func (a *try) settle(u llmwire.Usage, answered bool) {
-	if a.res != nil {
-		settleTokens(a.res, u, answered)
-		a.res = nil
-	}
+	a.c.settle(a.hold, u, answered)
+	a.hold = held{}
 }
 
-// settle trues up a stream's reservation when the stream ends.
-func settle(res *quota.Reservation, u llmwire.Usage) {
-	if res != nil {
-		settleTokens(res, u, false)
+// settle trues up a hold on the quota and records it on the call; see try.settle.
+func (c *call) settle(h held, u llmwire.Usage, answered bool) {
+	if h.res == nil {
+		return
 	}
-}
-
-func settleTokens(res *quota.Reservation, u llmwire.Usage, answered bool) {
 	tokens := -1
 	switch {
 	case u.Has && u.Total > 0:
@@ -71,5 +92,6 @@ func settleTokens(res *quota.Reservation, u llmwire.Usage, answered bool) {
 	case answered:
 		tokens = 0
 	}
-	res.Settle(tokens)
+	h.res.Settle(tokens)
+	c.obs.QuotaSettled(h.key, h.res.Tokens(), tokens, remaining(c.t.cfg.Quota, h.key))
 }

@@ -15,7 +15,6 @@ import (
 	"github.com/infermesh/infermesh/breaker"
 	"github.com/infermesh/infermesh/internal/llmwire"
 	"github.com/infermesh/infermesh/internal/mesh"
-	"github.com/infermesh/infermesh/quota"
 	"github.com/infermesh/infermesh/tracing"
 	"github.com/infermesh/infermesh/transport"
 )
@@ -68,8 +67,8 @@ type try struct {
 	cancel     context.CancelCauseFunc
 	span       *tracing.Attempt
 	start      time.Time
-	firstToken *time.Timer        // a stream's first-token timeout; nil otherwise
-	res        *quota.Reservation // the send's quota, until settled
+	firstToken *time.Timer // a stream's first-token timeout; nil otherwise
+	hold       held        // the send's quota, until settled
 }
 
 // run sends the request and judges the reply.

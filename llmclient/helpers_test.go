@@ -12,11 +12,15 @@ import (
 	openai "github.com/sashabaranov/go-openai"
 	"go.uber.org/goleak"
 
+	"github.com/infermesh/infermesh/internal/redistest"
 	"github.com/infermesh/infermesh/llmclient"
 	"github.com/infermesh/infermesh/llmclient/llmtest"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	redistest.QuietLogs()
+	goleak.VerifyTestMain(m)
+}
 
 // secretKey is the API key every test sends; no error may contain it.
 const secretKey = "sk-test-4f9c2a7e81b3d6055aa1c0ffee"

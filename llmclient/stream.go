@@ -12,7 +12,6 @@ import (
 	"github.com/infermesh/infermesh/internal/llmwire"
 	"github.com/infermesh/infermesh/internal/mesh"
 	"github.com/infermesh/infermesh/internal/sse"
-	"github.com/infermesh/infermesh/quota"
 	"github.com/infermesh/infermesh/tracing"
 )
 
@@ -42,8 +41,8 @@ func (a *try) openStream(resp *http.Response, env mesh.Envoy) (*http.Response, e
 	}
 	a.observeFirst()
 	s.idle = time.AfterFunc(time.Hour, func() { a.cancel(ErrIdleTimeout) })
-	s.idle.Stop()             // armed only while the caller waits on the upstream
-	s.res, a.res = a.res, nil // the stream settles its quota when it ends
+	s.idle.Stop()                   // armed only while the caller waits on the upstream
+	s.hold, a.hold = a.hold, held{} // the stream settles its quota when it ends
 	resp.Body = s
 	resp.ContentLength = -1
 	resp.Header.Del("Content-Length")
@@ -85,8 +84,8 @@ type streamBody struct {
 	upstream  *llmwire.ErrorObject
 	meta      bool // the response's model and id are recorded
 	acc       *llmwire.Accumulator
-	usage     llmwire.Usage      // the last usage the stream reported
-	res       *quota.Reservation // the attempt's quota, settled when the stream ends
+	usage     llmwire.Usage // the last usage the stream reported
+	hold      held          // the attempt's quota, settled when the stream ends
 
 	pending []byte // bytes queued for the caller
 	held    []byte // the events read before the commit point
@@ -267,8 +266,8 @@ func (s *streamBody) finish(err error) {
 		s.err = io.EOF
 	}
 	var good []byte
-	usage, res := s.usage, s.res
-	s.res = nil
+	usage, hold := s.usage, s.hold
+	s.hold = held{}
 	if err == nil && s.terminal && s.upstream == nil && s.acc != nil {
 		good, _ = s.acc.Body()
 	}
@@ -284,7 +283,7 @@ func (s *streamBody) finish(err error) {
 	s.idle.Stop()
 	s.body.Close()
 	s.cancel(io.EOF)
-	settle(res, usage)
+	s.c.settle(hold, usage, false)
 	s.c.remember(good)
 	if s.span != nil {
 		s.span.End(err, class)
@@ -299,13 +298,13 @@ func (s *streamBody) abandon() {
 	s.mu.Lock()
 	done := s.finished
 	s.finished, s.err = true, errHedgeLost
-	res := s.res
-	s.res = nil
+	hold := s.hold
+	s.hold = held{}
 	s.mu.Unlock()
 	if done {
 		return
 	}
-	settle(res, s.usage)
+	s.c.settle(hold, s.usage, false)
 	s.idle.Stop()
 	s.cancel(errHedgeLost)
 	s.body.Close()

@@ -108,6 +108,10 @@ type Call struct {
 	backend      string
 	hedged       bool
 	hedgeWinner  string
+	hasQuota     bool
+	quotaMode    string
+	quotaWait    time.Duration
+	quotaTokens  int
 	mesh         Mesh
 	clientTime   time.Duration // the client's time of the exchange mesh describes
 	hasMesh      bool
@@ -212,7 +216,9 @@ func (in *Instrumenter) metricsEnabled(ctx context.Context, server bool) bool {
 			in.retries.Enabled(ctx) || in.fallbacks.Enabled(ctx) || in.budget.Enabled(ctx)
 	}
 	return in.duration.Enabled(ctx) || in.tokenUsage.Enabled(ctx) || in.ttfc.Enabled(ctx) ||
-		in.retries.Enabled(ctx) || in.fallbacks.Enabled(ctx) || in.budget.Enabled(ctx)
+		in.retries.Enabled(ctx) || in.fallbacks.Enabled(ctx) || in.budget.Enabled(ctx) ||
+		in.quotaAdmissions.Enabled(ctx) || in.quotaWait.Enabled(ctx) || in.quotaTokens.Enabled(ctx) ||
+		in.quotaRemaining.Enabled(ctx)
 }
 
 // Span returns the call's span (a non-recording span when only metrics are
@@ -498,6 +504,7 @@ func (c *Call) endSpan(errorType string) {
 			attrs = append(attrs, HedgeWinnerKey.String(c.hedgeWinner))
 		}
 	}
+	attrs = c.appendQuota(attrs)
 	if c.hasMesh {
 		attrs = appendMesh(attrs, c.mesh, c.clientTime)
 	}

@@ -99,6 +99,11 @@ type Instrumenter struct {
 	fallbacks      metric.Int64Counter
 	transitions    metric.Int64Counter
 	budget         metric.Int64Counter
+
+	quotaAdmissions metric.Int64Counter
+	quotaWait       metric.Float64Histogram
+	quotaTokens     metric.Int64Counter
+	quotaRemaining  metric.Int64Gauge
 }
 
 // New validates c and creates an Instrumenter, with all its metric
@@ -184,7 +189,7 @@ func (in *Instrumenter) instruments(m metric.Meter) error {
 		metric.WithDescription("Retries refused because the retry budget was exhausted.")); err != nil {
 		return err
 	}
-	return nil
+	return in.quotaInstruments(m)
 }
 
 // isNoopTracerProvider reports providers whose spans never record.

@@ -631,6 +631,8 @@ func TestNilSafety(t *testing.T) {
 	observeJSON(call, fullResponse)
 	call.Chunk()
 	call.Output("x")
+	call.Admission(tracing.Admission{Backend: "b", Mode: "local"})
+	call.QuotaSettled("b", 1, 1, tracing.Remaining{Requests: 1, Tokens: 1})
 	call.End(errors.New("x"), "")
 	if call.CaptureContent() || call.Span().IsRecording() || tracing.CallFromContext(ctx) != nil {
 		t.Fatal("nil Call")

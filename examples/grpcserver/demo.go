@@ -42,7 +42,7 @@ func run(ctx context.Context, addr string, out io.Writer) error {
 	dopts, err := grpcinfer.DialOptions(grpcinfer.ClientConfig{
 		Policy:     breaker.Config{Name: "xor-mlp", MaxAttempts: 3, Backoff: breaker.Backoff{Initial: 20 * time.Millisecond}},
 		Compressor: grpcinfer.Zstd,
-		Default: grpcinfer.MethodPolicy{Timeout: 5 * time.Second, PerTryTimeout: 2 * time.Second},
+		Default:    grpcinfer.MethodPolicy{Timeout: 5 * time.Second, PerTryTimeout: 2 * time.Second},
 	})
 	if err != nil {
 		return err

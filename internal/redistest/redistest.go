@@ -6,6 +6,7 @@ package redistest
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"net"
 	"os"
@@ -138,3 +139,11 @@ func (s *Server) Client() *redis.Client {
 	s.t.Cleanup(func() { c.Close() })
 	return c
 }
+
+// QuietLogs drops go-redis's log lines, which tests of a Redis that is down would fill
+// with failed dials. Call it from TestMain.
+func QuietLogs() { redis.SetLogger(quiet{}) }
+
+type quiet struct{}
+
+func (quiet) Printf(context.Context, string, ...any) {}
