@@ -205,6 +205,16 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	return resp, err
 }
 
+// tenant identifies the caller of a request: its credentials' fingerprint, and the
+// value of Config.TenantHeader when one is set.
+func (t *Transport) tenant(h http.Header) string {
+	fp := t.cfg.creds.Fingerprint(h)
+	if t.cfg.TenantHeader == "" {
+		return fp
+	}
+	return fp + "/" + strconv.Quote(h.Get(t.cfg.TenantHeader))
+}
+
 // newCall reads the request and starts the call's span and deadline.
 func (t *Transport) newCall(req *http.Request) (*call, error) {
 	body, err := readRequestBody(req, t.cfg.MaxRequestBytes)
@@ -215,7 +225,7 @@ func (t *Transport) newCall(req *http.Request) (*call, error) {
 	c := &call{
 		t: t, req: req, orig: body,
 		op: llmwire.OpOf(req.URL.Path), routeIx: ri, route: &t.cfg.routes[ri], host: req.URL.Host,
-		secrets: t.cfg.creds.Secrets(req.Header), tenant: t.cfg.creds.Fingerprint(req.Header),
+		secrets: t.cfg.creds.Secrets(req.Header), tenant: t.tenant(req.Header),
 	}
 	if t.steering != nil {
 		c.secrets = append(c.secrets, t.steering.keys...) // a backend may echo its own key

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/net/http/httpguts"
+
 	"github.com/infermesh/infermesh/breaker"
 	"github.com/infermesh/infermesh/fallback"
 	"github.com/infermesh/infermesh/quota"
@@ -82,6 +84,13 @@ type Config struct {
 	// bodies, they identify the tenant of a cached reply, a fallback never receives them,
 	// and a redirect to another host drops them.
 	CredentialHeaders transport.Credentials
+	// TenantHeader names a request header that tells tenants apart beyond their
+	// credentials, for a service that calls the provider with one key on behalf of many
+	// customers (x-tenant-id, say): its value joins the credentials' fingerprint in the
+	// tenant of a cached reply, so a customer is never served another's answer. ""
+	// means none: the credentials alone identify the tenant. The header is forwarded
+	// unchanged.
+	TenantHeader string
 
 	// Tracing configures spans and metrics. Its zero value uses the global OpenTelemetry
 	// providers, which are no-ops until the program installs an SDK. Trace context goes
@@ -246,9 +255,12 @@ func resolve(cfg Config) (*resolved, error) {
 	case "-":
 		r.modelHeader = ""
 	default:
-		if strings.ContainsAny(r.modelHeader, " \t\r\n:") {
+		if !httpguts.ValidHeaderFieldName(r.modelHeader) {
 			return nil, fmt.Errorf("llmclient: ModelHeader %q is not a header name", cfg.ModelHeader)
 		}
+	}
+	if h := cfg.TenantHeader; h != "" && !httpguts.ValidHeaderFieldName(h) {
+		return nil, fmt.Errorf("llmclient: TenantHeader %q is not a header name", h)
 	}
 	creds := cfg.CredentialHeaders
 	if creds == nil {

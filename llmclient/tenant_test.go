@@ -100,6 +100,38 @@ func TestCacheNeverCrossesTenants(t *testing.T) {
 	}
 }
 
+// TestTenantHeaderSplitsOneKey: a service that calls with one key for many customers names
+// their header in Config.TenantHeader, and a customer is never served another's answer.
+func TestTenantHeaderSplitsOneKey(t *testing.T) {
+	hc, _ := cacheClient(t, llmclient.Config{TenantHeader: "x-tenant-id"})
+	u := newUpstream(t)
+	customer := func(id string) http.Header {
+		h := bearer("sk-service-key-0001")
+		if id != "" {
+			h.Set("X-Tenant-Id", id)
+		}
+		return h
+	}
+	if _, _, err := post(t, hc, u.URL+"/v1/chat/completions", chatBody, customer("acme")); err != nil {
+		t.Fatal(err)
+	}
+	outage := fault{envoy: "no healthy upstream"}
+	u.faults = []fault{outage, outage, outage, outage, outage, outage}
+	for _, id := range []string{"globex", ""} {
+		resp, body, err := post(t, hc, u.URL+"/v1/chat/completions", chatBody, customer(id))
+		if err != nil || resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get(fallback.HeaderDegraded) != "" {
+			t.Errorf("customer %q: served %v %s from the cache (err %v)", id, resp.Header, body, err)
+		}
+	}
+	resp, body, err := post(t, hc, u.URL+"/v1/chat/completions", chatBody, customer("acme"))
+	if err != nil || resp.Header.Get(fallback.HeaderDegraded) != "cache" || !bytes.Contains(body, []byte("Hello there")) {
+		t.Fatalf("customer acme not served its own answer: %v %v %s", err, resp.Header, body)
+	}
+	if _, err := llmclient.NewTransport(llmclient.Config{TenantHeader: "x tenant"}); err == nil || !strings.Contains(err.Error(), "TenantHeader") {
+		t.Errorf("an invalid TenantHeader: %v, want an error naming it", err)
+	}
+}
+
 // TestCacheOnlyReplaysWhatIsSafe: a create (a batch) is never stored nor replayed; a
 // streamed tool-call answer is kept whole, tool calls and finish reason included.
 func TestCacheOnlyReplaysWhatIsSafe(t *testing.T) {

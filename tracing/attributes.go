@@ -51,7 +51,7 @@ const (
 	HedgeWinnerKey = attribute.Key("infermesh.hedge.winner")
 )
 
-// Legacy keys of the seed deployment, set when Config.LegacyLLMTags is on.
+// Legacy keys that existing dashboards read (llm.*), set unless Config.DisableLegacyLLMTags.
 const (
 	LegacyModelKey        = attribute.Key("llm.model")
 	LegacyInputTokensKey  = attribute.Key("llm.input_tokens")

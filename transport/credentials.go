@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+
+	"golang.org/x/net/http/httpguts"
 )
 
 // Credentials names the request headers that carry credentials. One list serves every
@@ -29,7 +31,7 @@ func DefaultCredentials() Credentials {
 func (c Credentials) Canonical() (Credentials, error) {
 	out := make(Credentials, 0, len(c))
 	for _, name := range c {
-		if name == "" || strings.ContainsAny(name, " \t\r\n:") {
+		if !httpguts.ValidHeaderFieldName(name) {
 			return nil, errors.New("transport: credential header name " + quote(name) + " is not a header name")
 		}
 		name = http.CanonicalHeaderKey(name)

@@ -129,24 +129,23 @@ func newTransport(localBase string, st *stats) (*llmclient.Transport, error) {
 	if err != nil {
 		return nil, err
 	}
-	routes := llmclient.DefaultRoutes()
-	for i := range routes {
-		if routes[i].Name == "chat" {
-			p := &routes[i].Policy
-			p.WindowSize, p.MinimumCalls, p.OpenDuration, p.HalfOpenCalls = 10, 5, time.Second, 2
-			p.Backoff = breaker.Backoff{Initial: 20 * time.Millisecond, Max: 100 * time.Millisecond}
-			p.Timeout, p.PerTryTimeout = 5*time.Second, 2*time.Second
-			routes[i].Stream = llmclient.StreamPolicy{FirstTokenTimeout: 2 * time.Second, IdleTimeout: time.Second}
-		}
-	}
-	return llmclient.NewTransport(llmclient.Config{
-		Routes:   routes,
+	cfg := llmclient.Config{
 		Fallback: fallback.Config{Targets: []fallback.Target{ollama}},
 		Hooks: breaker.Hooks{
 			OnStateChange: func(_ string, from, to breaker.State) { st.transition(from, to) },
 			OnRetry:       func(context.Context, breaker.RetryEvent) { st.retries.Add(1) },
 		},
-	})
+	}
+	// The chat route keeps its defaults (a 50% failure rate trips the breaker) but with
+	// a window of 10 calls judged after 5, an open state of 1 s and 2 half-open trials, and
+	// timeouts and backoff in milliseconds, so the demo shows a whole cycle in seconds.
+	chat := cfg.Route("chat")
+	p := &chat.Policy
+	p.WindowSize, p.MinimumCalls, p.OpenDuration, p.HalfOpenCalls = 10, 5, time.Second, 2
+	p.Backoff = breaker.Backoff{Initial: 20 * time.Millisecond, Max: 100 * time.Millisecond}
+	p.Timeout, p.PerTryTimeout = 5*time.Second, 2*time.Second
+	chat.Stream = llmclient.StreamPolicy{FirstTokenTimeout: 2 * time.Second, IdleTimeout: time.Second}
+	return llmclient.NewTransport(cfg)
 }
 
 // stats counts the policy's events within a phase.
