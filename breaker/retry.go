@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
+
+	"github.com/infermesh/infermesh/internal/sleep"
 )
 
 // retry decides whether attempt n, which failed with err and verdict v, is
@@ -32,8 +34,8 @@ func (p *Policy) retry(ctx context.Context, c *call, n int, err error, v Verdict
 	if h := p.s.hooks.OnRetry; h != nil {
 		h(ctx, e)
 	}
-	if err := sleep(ctx, wait); err != nil {
-		return stop(err)
+	if !sleep.For(ctx, wait) {
+		return stop(ctx.Err())
 	}
 	return nil
 }
@@ -116,19 +118,4 @@ func (p *Policy) takeBudget(c *call) bool {
 	}
 	c.retrying = true
 	return true
-}
-
-// sleep waits d, or until ctx ends, and then returns ctx's error.
-func sleep(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return nil
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }

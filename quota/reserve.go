@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"sync/atomic"
 	"time"
+
+	"github.com/infermesh/infermesh/internal/sleep"
 )
 
 // Reservation is one admitted call's hold on its key's quota: one request, its estimated
@@ -60,8 +62,8 @@ func (l *Limiter) Reserve(ctx context.Context, key string, tokens int) (*Reserva
 	}
 	wait, err := l.admit(ctx, r, now, budget)
 	if err == nil {
-		err = sleep(ctx, wait)
-		if err != nil {
+		if !sleep.For(ctx, wait) {
+			err = context.Cause(ctx)
 			r.Cancel()
 		}
 	} else {
@@ -193,19 +195,4 @@ func (l *Limiter) refused(err error) error {
 		h(qe)
 	}
 	return err
-}
-
-// sleep waits d unless ctx ends first.
-func sleep(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return nil
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return context.Cause(ctx)
-	}
 }

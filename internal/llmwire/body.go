@@ -6,17 +6,13 @@ import (
 
 // Body is what a complete (non-streamed) JSON response body carries.
 type Body struct {
-	// Error is the error object the body carries: an error answer, a 200 whose body is
-	// an error object (the business error a mesh cannot see), or a Responses API
+	// Head's Error is the error object the body carries: an error answer, a 200 whose
+	// body is an error object (the business error a mesh cannot see), or a Responses API
 	// response whose status is "failed".
-	Error *ErrorObject
-	// Model and ID are the response's model and id.
-	Model, ID string
+	Head
 	// FinishReasons are the finish reasons of the choices, or a Responses API
 	// response's status.
 	FinishReasons []string
-	// Usage is the token usage.
-	Usage Usage
 	// Text is the first choice's text (chat message content or completion text), or a
 	// Responses API response's output text.
 	Text string
@@ -38,15 +34,10 @@ func ParseBody(data []byte) (Body, error) {
 	}
 	var b Body
 	doc.ForEach(func(k, v gjson.Result) bool {
+		if b.read(k.Str, v) {
+			return true
+		}
 		switch k.Str {
-		case "id":
-			b.ID = v.String()
-		case "model":
-			b.Model = v.String()
-		case "error":
-			b.Error = errorObject(v)
-		case "usage":
-			b.Usage = usage(v)
 		case "choices":
 			var ev Event
 			first := true
@@ -70,15 +61,10 @@ func ParseBody(data []byte) (Body, error) {
 func responseBody(r gjson.Result) Body {
 	var b Body
 	r.ForEach(func(k, v gjson.Result) bool {
+		if b.read(k.Str, v) {
+			return true
+		}
 		switch k.Str {
-		case "id":
-			b.ID = v.String()
-		case "model":
-			b.Model = v.String()
-		case "error":
-			b.Error = errorObject(v)
-		case "usage":
-			b.Usage = usage(v)
 		case "status":
 			if v.Str != "" {
 				b.FinishReasons = []string{v.Str}
@@ -126,4 +112,30 @@ func ErrorText(data []byte) string {
 		}
 	}
 	return ""
+}
+
+// Head is what every response shape carries: the response's model and id, an error
+// object, and the token usage.
+type Head struct {
+	Model, ID string
+	Error     *ErrorObject
+	Usage     Usage
+}
+
+// read sets the member k of a response object to v when it is one of Head's, and
+// reports whether it was.
+func (h *Head) read(k string, v gjson.Result) bool {
+	switch k {
+	case "id":
+		h.ID = v.String()
+	case "model":
+		h.Model = v.String()
+	case "error":
+		h.Error = errorObject(v)
+	case "usage":
+		h.Usage = usage(v)
+	default:
+		return false
+	}
+	return true
 }

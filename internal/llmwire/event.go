@@ -48,18 +48,15 @@ type Event struct {
 	// UsageOnly is a chat chunk that carries usage and no choices: the chunk
 	// stream_options.include_usage asks for.
 	UsageOnly bool
-	// Error is the error the event reports: an error object in a chat chunk, a
-	// Responses "error" event, or the error of response.failed.
-	Error *ErrorObject
+	// Head is the response's model and id and the usage, when the event carries them,
+	// and the error the event reports: an error object in a chat chunk, a Responses
+	// "error" event, or the error of response.failed.
+	Head
 	// Type is a Responses API event's type, such as "response.output_text.delta".
 	Type string
-	// Model and ID are the response's model and id, when the event carries them.
-	Model, ID string
 	// FinishReasons are the finish reasons of the chunk's choices, or the status of a
 	// terminal Responses event ("completed", "incomplete", "failed").
 	FinishReasons []string
-	// Usage is the token usage the event reports.
-	Usage Usage
 	// Text is the text the event adds: content, text or output_text deltas.
 	Text string
 	// Refusal is the refusal text a chat chunk adds.
@@ -121,15 +118,10 @@ func ParseEvent(kind StreamKind, name, data []byte) (Event, error) {
 func chatChunk(doc gjson.Result, ev *Event) {
 	choices, finished := 0, 0
 	doc.ForEach(func(k, v gjson.Result) bool {
+		if ev.read(k.Str, v) {
+			return true
+		}
 		switch k.Str {
-		case "id":
-			ev.ID = v.String()
-		case "model":
-			ev.Model = v.String()
-		case "error":
-			ev.Error = errorObject(v)
-		case "usage":
-			ev.Usage = usage(v)
 		case "choices":
 			v.ForEach(func(_, ch gjson.Result) bool {
 				choices++
