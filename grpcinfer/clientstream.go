@@ -71,6 +71,7 @@ type clientStream struct {
 	cancel     context.CancelCauseFunc
 	timer      *time.Timer // first-message, then idle timer
 	timerCause error
+	maxEnd     time.Time // when MaxStreamDuration ends the current stream; zero without one
 	received   int
 	finished   bool
 }
@@ -83,6 +84,7 @@ func (s *clientStream) newStreamCtx() (context.Context, context.CancelCauseFunc)
 		// ends: the stream context is a child, so cancelling it alone would leave the parent's
 		// timer, hence the AfterFunc.
 		var cancel context.CancelFunc
+		s.maxEnd = time.Now().Add(d)
 		ctx, cancel = context.WithTimeoutCause(ctx, d, errMaxStreamDuration)
 		cctx, ccancel := context.WithCancelCause(ctx)
 		context.AfterFunc(cctx, cancel)
@@ -401,7 +403,7 @@ func (s *clientStream) RecvMsg(m any) error {
 	}
 	f := attemptFacts{method: s.method, received: s.received, callerCtx: s.callerCtx, trailer: s.cs.Trailer()}
 	f.header, _ = s.cs.Header()
-	cause := context.Cause(s.sctx)
+	cause := s.endCause(err)
 	s.finish()
 	e := attemptError(err, f)
 	switch cause {
@@ -414,6 +416,22 @@ func (s *clientStream) RecvMsg(m any) error {
 	s.openErr = e
 	s.endTrace(e)
 	return e
+}
+
+// endCause is why the stream's context ended, if it did, given the stream's error. A
+// stream cut at its max duration can fail before its context says so: grpc-go judges a
+// reset that arrives after the deadline as DEADLINE_EXCEEDED by the clock, while the timer
+// that cancels the context may not have run yet on a loaded machine. The max duration is
+// the cause of such an error then, unless the caller's own deadline came first.
+func (s *clientStream) endCause(err error) error {
+	cause := context.Cause(s.sctx)
+	if cause != nil || s.maxEnd.IsZero() || time.Now().Before(s.maxEnd) || status.Code(err) != codes.DeadlineExceeded {
+		return cause
+	}
+	if d, ok := s.callerCtx.Deadline(); ok && !d.After(s.maxEnd) {
+		return nil
+	}
+	return errMaxStreamDuration
 }
 
 func timeoutText(cause error, mp MethodPolicy, received int) string {
