@@ -30,6 +30,7 @@ type Envoy = mesh.Envoy
 // everything is in trailer.
 func ParseEnvoy(header, trailer metadata.MD) Envoy {
 	return mesh.ParseHeaders(func(key string) string {
+		key = strings.ToLower(key) // metadata keys are lower case
 		if v := last(trailer, key); v != "" {
 			return v
 		}

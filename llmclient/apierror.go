@@ -115,10 +115,10 @@ func refine(v *breaker.Verdict, typ, code string) {
 // print a masked key ("sk-...abcd") whose visible tail still identifies the key: such a
 // message is withheld.
 func (c *call) scrubMessage(msg string) string {
-	for _, s := range c.secrets {
+	for _, s := range c.secrets() {
 		msg = strings.ReplaceAll(msg, s, "[redacted]")
 	}
-	for _, s := range c.secrets {
+	for _, s := range c.secrets() {
 		if len(s) >= 8 && strings.Contains(msg, s[len(s)-4:]) {
 			return withheld
 		}
@@ -128,7 +128,7 @@ func (c *call) scrubMessage(msg string) string {
 
 // scrubBytes removes the caller's credentials from a body.
 func (c *call) scrubBytes(data []byte) []byte {
-	for _, s := range c.secrets {
+	for _, s := range c.secrets() {
 		if len(s) >= 4 && bytes.Contains(data, []byte(s)) {
 			data = bytes.ReplaceAll(data, []byte(s), []byte("[redacted]"))
 		}

@@ -174,11 +174,16 @@ type call struct {
 	routeIx int
 	route   *Route
 	host    string
-	secrets []string // the caller's credential values, scrubbed from errors
-	tenant  string   // the credentials' fingerprint
-	obs     *tracing.Call
-	ctx     context.Context // the caller's context with the call's span and deadline
-	cancel  context.CancelCauseFunc
+	// who is the caller's identity, worked out when first needed (a failure to scrub, a
+	// cached reply, an SDK's retry): most calls never need it.
+	who struct {
+		once    sync.Once
+		secrets []string // the caller's credential values, scrubbed from errors
+		tenant  string   // the credentials' fingerprint and the tenant header
+	}
+	obs    *tracing.Call
+	ctx    context.Context // the caller's context with the call's span and deadline
+	cancel context.CancelCauseFunc
 
 	attempts  atomic.Int32
 	judgedKey judgedKey
@@ -205,15 +210,28 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	return resp, err
 }
 
-// tenant identifies the caller of a request: its credentials' fingerprint, and the
-// value of Config.TenantHeader when one is set.
-func (t *Transport) tenant(h http.Header) string {
-	fp := t.cfg.creds.Fingerprint(h)
-	if t.cfg.TenantHeader == "" {
-		return fp
-	}
-	return fp + "/" + strconv.Quote(h.Get(t.cfg.TenantHeader))
+// identify works out the caller's identity once: the secrets to scrub (the caller's
+// credentials, and the steering's backend keys, which a backend may echo) and the tenant
+// (the credentials' fingerprint, and the value of Config.TenantHeader when one is set).
+func (c *call) identify() {
+	c.who.once.Do(func() {
+		t, h := c.t, c.req.Header
+		c.who.secrets = t.cfg.creds.Secrets(h)
+		if t.steering != nil {
+			c.who.secrets = append(c.who.secrets, t.steering.keys...)
+		}
+		c.who.tenant = t.cfg.creds.Fingerprint(h)
+		if t.cfg.TenantHeader != "" {
+			c.who.tenant += "/" + strconv.Quote(h.Get(t.cfg.TenantHeader))
+		}
+	})
 }
+
+// secrets are the values scrubbed from what the call returns; see identify.
+func (c *call) secrets() []string { c.identify(); return c.who.secrets }
+
+// tenant identifies the caller for the cache and the SDK-retry memory; see identify.
+func (c *call) tenant() string { c.identify(); return c.who.tenant }
 
 // newCall reads the request and starts the call's span and deadline.
 func (t *Transport) newCall(req *http.Request) (*call, error) {
@@ -225,10 +243,6 @@ func (t *Transport) newCall(req *http.Request) (*call, error) {
 	c := &call{
 		t: t, req: req, orig: body,
 		op: llmwire.OpOf(req.URL.Path), routeIx: ri, route: &t.cfg.routes[ri], host: req.URL.Host,
-		secrets: t.cfg.creds.Secrets(req.Header), tenant: t.tenant(req.Header),
-	}
-	if t.steering != nil {
-		c.secrets = append(c.secrets, t.steering.keys...) // a backend may echo its own key
 	}
 	c.info, _ = llmwire.ParseRequest(body) // a body that is not JSON goes as it is
 	addr, port := tracing.ServerFromURL(req.URL)
@@ -370,7 +384,7 @@ func (c *call) fallbackRequest(cause error) *fallback.Request {
 		Stream:       c.info.Stream,
 		IncludeUsage: c.info.IncludeUsage,
 		Cause:        cause,
-		Tenant:       c.tenant,
+		Tenant:       c.tenant(),
 		Credentials:  c.t.cfg.creds,
 	}
 }

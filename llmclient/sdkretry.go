@@ -38,7 +38,7 @@ func (c *call) keyOf() judgedKey {
 		return judgedKey{}
 	}
 	h := sha256.New()
-	for _, s := range []string{c.req.Method, c.req.URL.String(), c.tenant} {
+	for _, s := range []string{c.req.Method, c.req.URL.String(), c.tenant()} {
 		h.Write([]byte(s))
 		h.Write([]byte{0})
 	}

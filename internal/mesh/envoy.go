@@ -99,20 +99,22 @@ func (e Envoy) Signals() breaker.Signals {
 	}
 }
 
-// ParseHeaders reads Envoy's x-envoy-* headers (HTTP) or metadata (gRPC, lower-case
-// keys) through get, which returns a header's value or "" (for gRPC, the last value).
+// ParseHeaders reads Envoy's x-envoy-* headers (HTTP) or metadata (gRPC) through get,
+// which returns a header's value or "" (for gRPC, the last value). get is asked for the
+// canonical HTTP names ("X-Envoy-Overloaded"), which http.Header looks up without a copy;
+// a gRPC getter lower-cases them.
 func ParseHeaders(get func(key string) string) Envoy {
 	var e Envoy
-	if strings.EqualFold(strings.TrimSpace(get("x-envoy-overloaded")), "true") {
+	if strings.EqualFold(strings.TrimSpace(get("X-Envoy-Overloaded")), "true") {
 		e.Overloaded = true
 	}
-	if get("x-envoy-ratelimited") != "" {
+	if get("X-Envoy-Ratelimited") != "" {
 		e.RateLimited = true
 	}
-	if n, ok := smallUint(get("x-envoy-attempt-count")); ok {
+	if n, ok := smallUint(get("X-Envoy-Attempt-Count")); ok {
 		e.AttemptCount = int(n)
 	}
-	if ms, ok := smallUint(get("x-envoy-upstream-service-time")); ok {
+	if ms, ok := smallUint(get("X-Envoy-Upstream-Service-Time")); ok {
 		e.UpstreamServiceTime = time.Duration(ms) * time.Millisecond
 	}
 	if e.AttemptCount > 1 {

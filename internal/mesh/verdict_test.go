@@ -57,7 +57,7 @@ func TestHTTPVerdict(t *testing.T) {
 		t.Errorf("a reply the mesh retried: signals %+v, want MeshRetried", v.Signals)
 	}
 	if v := mesh.HTTPVerdict(200, mesh.ParseHeaders(func(k string) string {
-		return map[string]string{"x-envoy-attempt-count": "3"}[k]
+		return map[string]string{"X-Envoy-Attempt-Count": "3"}[k]
 	}), 0); !v.Signals.MeshRetried {
 		t.Errorf("x-envoy-attempt-count 3: signals %+v, want MeshRetried", v.Signals)
 	}
