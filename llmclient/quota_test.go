@@ -136,6 +136,8 @@ func TestQuotaAcrossReplicas(t *testing.T) {
 	leaks := goleak.IgnoreCurrent()
 	t.Cleanup(func() { goleak.VerifyNone(t, leaks) }) // after the clients' and limiters' own cleanups
 	rs := redistest.Start(t)
+	var waited atomic.Int64 // nanoseconds the callers spent in admission
+	hooks := quota.Hooks{Admitted: func(_ string, d time.Duration, _ bool) { waited.Add(int64(d)) }}
 	run := func(shared bool) (limited int, res *loadResult) {
 		srv := llmtest.NewServer(llmtest.WithChunks(5, "ok "), llmtest.WithRateLimit(llmtest.RateLimit{
 			RequestsPerMinute: quotaRequests, TokensPerMinute: quotaTokens, Window: quotaWindow, NoHeaders: !shared}))
@@ -146,7 +148,7 @@ func TestQuotaAcrossReplicas(t *testing.T) {
 		}
 		var replicas []*replica
 		for range 4 {
-			replicas = append(replicas, quotaReplica(t, srv, limiter(t, srv, rsrv, quota.Hooks{}, true)))
+			replicas = append(replicas, quotaReplica(t, srv, limiter(t, srv, rsrv, hooks, true)))
 		}
 		res = load(replicas, quotaRun)
 		c := srv.RateLimitCounts()
@@ -155,11 +157,15 @@ func TestQuotaAcrossReplicas(t *testing.T) {
 	limited, res := run(true)
 	share := float64(limited) / float64(res.calls.Load())
 	used := float64(res.ok.Load()) / allowance(res.elapsed)
-	t.Logf("shared quota: %d calls, %d succeeded, %d errors, %d 429s (%.2f%%), %.1f%% of the quota used",
-		res.calls.Load(), res.ok.Load(), res.errs.Load(), limited, 100*share, 100*used)
-	if share > 0.01 || used < 0.9 {
-		t.Errorf("shared quota: %.2f%% 429s (at most 1%%), %.1f%% of the quota used (at least 90%%); first error %v",
-			100*share, 100*used, res.firstErr.Load())
+	// On a loaded machine the 16 callers may not even ask for the whole quota: what must
+	// not happen is quota left unused while the callers wait for it. Their share of time
+	// in admission tells which: near 0 when the machine, not the quota, held them back.
+	waiting := float64(waited.Load()) / float64(16*res.elapsed)
+	t.Logf("shared quota: %d calls, %d succeeded, %d errors, %d 429s (%.2f%%), %.1f%% of the quota used, %.0f%% of the callers' time waiting for it",
+		res.calls.Load(), res.ok.Load(), res.errs.Load(), limited, 100*share, 100*used, 100*waiting)
+	if share > 0.01 || (used < 0.9 && waiting > 0.1) {
+		t.Errorf("shared quota: %.2f%% 429s (at most 1%%), %.1f%% of the quota used (at least 90%% while callers wait for it: %.0f%% of their time); first error %v",
+			100*share, 100*used, 100*waiting, res.firstErr.Load())
 	}
 	localLimited, local := run(false)
 	t.Logf("local limits only: %d calls, %d succeeded, %d 429s (%.1f%%)", local.calls.Load(), local.ok.Load(),

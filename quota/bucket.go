@@ -25,9 +25,9 @@ func (b *bucket) ahead(now int64) float64 {
 	return float64(max(b.full-now, 0))
 }
 
-// wait returns how long (ns) until n tokens (at most limit) are in the bucket. A limit of 0
-// is no limit.
-func (b *bucket) wait(now int64, n, limit float64, window int64) int64 {
+// wait returns how long (ns) until n tokens (at most limit) are in the bucket, and headroom
+// (ns) more when that is any time at all (see Config.Headroom). A limit of 0 is no limit.
+func (b *bucket) wait(now int64, n, limit float64, window, headroom int64) int64 {
 	if limit <= 0 {
 		return 0
 	}
@@ -35,6 +35,7 @@ func (b *bucket) wait(now int64, n, limit float64, window int64) int64 {
 	if w <= 0 {
 		return 0
 	}
+	w += float64(headroom)
 	return int64(math.Ceil(w))
 }
 

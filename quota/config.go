@@ -36,7 +36,12 @@ const (
 	DefaultPrefix = "infermesh:quota:"
 	// DefaultWindow is the length of a "minute" when Config.Window is zero.
 	DefaultWindow = time.Minute
+	// DefaultHeadroom is Config.Headroom when it is zero.
+	DefaultHeadroom = 100 * time.Millisecond
 )
+
+// NoHeadroom, as Config.Headroom, admits calls exactly on the limits' own schedule.
+const NoHeadroom time.Duration = -1
 
 // NoWait, as Config.MaxWait, refuses a call at once when it cannot be admitted now.
 const NoWait time.Duration = -1
@@ -57,6 +62,17 @@ type Config struct {
 	// past its context's deadline either. Zero means DefaultMaxWait; NoWait refuses at once
 	// a call that cannot be admitted now. Other negative values are an error.
 	MaxWait time.Duration
+
+	// Headroom is added to every wait for a bucket to refill, so that a call that had to
+	// wait is admitted Headroom after the limits' own schedule. A provider counts a call
+	// when it arrives, and its buckets start their clock at the first call it sees: when
+	// that call took longer to arrive than a later one, the provider is stricter than the
+	// Limiter by the difference, and a call admitted exactly on schedule would get a 429.
+	// Headroom covers that spread of arrival times. It never lowers the rate (a saturated
+	// key is still admitted at its limit per minute, shifted by Headroom) and never delays
+	// a call that finds room. Zero means DefaultHeadroom (100 ms); NoHeadroom turns it off;
+	// other negative values are an error.
+	Headroom time.Duration
 
 	// Redis, when set, shares the limits of every key across the processes (replicas) that
 	// use the same Redis and Prefix. Nil (the default) keeps them in this process.
@@ -104,6 +120,7 @@ type settings struct {
 	maxWait      time.Duration // 0 for NoWait
 	prefix       string
 	redisTimeout time.Duration
+	headroom     int64 // nanoseconds
 }
 
 // resolve validates c and applies its defaults.
@@ -128,6 +145,15 @@ func (c *Config) resolve() (settings, error) {
 		return s, fmt.Errorf("quota: Config.RedisTimeout must not be negative, got %v", s.redisTimeout)
 	case s.redisTimeout == 0:
 		s.redisTimeout = DefaultRedisTimeout
+	}
+	switch h := c.Headroom; {
+	case h == NoHeadroom:
+	case h < 0:
+		return s, fmt.Errorf("quota: Config.Headroom must be NoHeadroom or not negative, got %v", h)
+	case h == 0:
+		s.headroom = int64(DefaultHeadroom)
+	default:
+		s.headroom = int64(h)
 	}
 	if s.prefix == "" {
 		s.prefix = DefaultPrefix

@@ -74,6 +74,16 @@
 // MaxConcurrent stays per process in shared mode: a shared count of calls in flight would
 // keep the slots of a replica that died.
 //
+// # Headroom
+//
+// A provider counts a call when it arrives, and its buckets start their clock at the first
+// call it sees. When that call took longer to reach it than later ones (a new connection, a
+// busy network), the provider is stricter than the Limiter by the difference for as long as
+// the key stays saturated, and a call admitted exactly on the limit's schedule gets a 429.
+// So a call that has to wait for a refill waits Config.Headroom (100 ms by default) more: a
+// saturated key is admitted at its full rate, shifted by the headroom, and a call that finds
+// room is never delayed.
+//
 // # When Redis fails
 //
 // Redis never blocks a call for longer than Config.RedisTimeout (50 ms by default) and never

@@ -67,7 +67,7 @@ func (l *Limiter) Available(key string) bool {
 	share := l.localShare()
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	w, _ := k.localWait(l.now(), share, share, share, int64(l.set.window)) // one of the whole limit
+	w, _ := k.localWait(l.now(), share, share, share, int64(l.set.window), l.set.headroom) // one of the whole limit
 	return w == 0
 }
 
@@ -142,13 +142,13 @@ func lower(a, b int) int {
 
 // localWait returns how long a call taking requests and tokens must wait on the local limits
 // (share of each) and the limit that makes it wait longest. The caller holds k.mu.
-func (k *keyState) localWait(now int64, requests, tokens, share float64, window int64) (int64, Kind) {
+func (k *keyState) localWait(now int64, requests, tokens, share float64, window, headroom int64) (int64, Kind) {
 	req, tok := k.effective()
 	w, kind := k.exhaustedUntil-now, Exhausted
-	if rw := k.requests.wait(now, requests, req*share, window); rw > w {
+	if rw := k.requests.wait(now, requests, req*share, window, headroom); rw > w {
 		w, kind = rw, Requests
 	}
-	if tw := k.tokens.wait(now, tokens, tok*share, window); tw > w {
+	if tw := k.tokens.wait(now, tokens, tok*share, window, headroom); tw > w {
 		w, kind = tw, Tokens
 	}
 	return max(w, 0), kind

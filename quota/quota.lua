@@ -8,8 +8,9 @@
 -- ARGV[1] 'admit' or 'adjust'; ARGV[2] requests limit and ARGV[3] tokens limit per window
 -- (0: none); ARGV[4] window (microseconds).
 --
--- admit:  ARGV[5] tokens asked, ARGV[6] the longest the caller may wait (microseconds).
---         Takes one request and the tokens when the wait fits. Returns {admitted 0 or 1,
+-- admit:  ARGV[5] tokens asked, ARGV[6] the longest the caller may wait, ARGV[7] the
+--         headroom added to any wait for a bucket's refill (microseconds; see
+--         Config.Headroom). Takes one request and the tokens when the wait fits. Returns {admitted 0 or 1,
 --         wait in microseconds, the limit that needs the longest wait (1 requests, 2 tokens,
 --         4 exhausted), then how long until each bucket is full again and until the
 --         exhaustion ends (microseconds)}.
@@ -47,6 +48,7 @@ if ARGV[1] == 'admit' then
     if limit > 0 then
       aheads[i] = ahead(i)
       local w = aheads[i] - (limit - math.min(asked[i], limit)) * window / limit
+      if w > 0 then w = w + tonumber(ARGV[7]) end
       if w > wait then wait, kind = w, i end
     end
   end

@@ -98,7 +98,7 @@ func (l *Limiter) admitLocal(k *keyState, tokens int, now int64, budget time.Dur
 	window, share := int64(l.set.window), l.localShare()
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	wait, kind := k.localWait(now, 1, float64(tokens), share, window)
+	wait, kind := k.localWait(now, 1, float64(tokens), share, window, l.set.headroom)
 	if time.Duration(wait) > budget {
 		return 0, &Error{Key: k.name, Kind: kind, Wait: time.Duration(wait)}
 	}

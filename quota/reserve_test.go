@@ -23,6 +23,14 @@ func newLimiter(t testing.TB, c quota.Config) *quota.Limiter {
 	return l
 }
 
+// exactLimiter is a Limiter of c without headroom, for the tests of the buckets' exact
+// schedule; TestHeadroom tests the headroom.
+func exactLimiter(t testing.TB, c quota.Config) *quota.Limiter {
+	t.Helper()
+	c.Headroom = quota.NoHeadroom
+	return newLimiter(t, c)
+}
+
 // reserve reserves and reports how long it took on the bubble's clock.
 func reserve(t *testing.T, l *quota.Limiter, ctx context.Context, key string, tokens int) (*quota.Reservation, time.Duration, error) {
 	t.Helper()
@@ -67,14 +75,14 @@ func mustRefuse(t *testing.T, l *quota.Limiter, ctx context.Context, key string,
 func TestReserveRequestsPerMinute(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		limits := map[string]quota.Limits{"a": {RequestsPerMinute: 60}}
-		l := newLimiter(t, quota.Config{Limits: limits})
+		l := exactLimiter(t, quota.Config{Limits: limits})
 		for range 60 {
 			mustAdmit(t, l, "a", 0, 0).Settle(0)
 		}
 		mustAdmit(t, l, "a", 0, time.Second) // one request per second from here
 		mustAdmit(t, l, "a", 0, time.Second)
 
-		refuse := newLimiter(t, quota.Config{Limits: limits, MaxWait: quota.NoWait})
+		refuse := exactLimiter(t, quota.Config{Limits: limits, MaxWait: quota.NoWait})
 		for range 60 {
 			mustAdmit(t, refuse, "a", 0, 0)
 		}
@@ -86,7 +94,7 @@ func TestReserveRequestsPerMinute(t *testing.T) {
 func TestReserveTokensPerMinute(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		limits := map[string]quota.Limits{"a": {TokensPerMinute: 6000}} // 100 per second
-		l := newLimiter(t, quota.Config{Limits: limits, MaxWait: time.Second})
+		l := exactLimiter(t, quota.Config{Limits: limits, MaxWait: time.Second})
 		mustAdmit(t, l, "a", 6000, 0)
 		mustAdmit(t, l, "a", 50, 500*time.Millisecond)
 		mustRefuse(t, l, context.Background(), "a", 200, quota.Tokens, 2*time.Second)
@@ -105,7 +113,7 @@ func TestReserveTokensPerMinute(t *testing.T) {
 
 func TestReserveWaitsWithinDeadline(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		l := newLimiter(t, quota.Config{Limits: map[string]quota.Limits{"a": {RequestsPerMinute: 60}}})
+		l := exactLimiter(t, quota.Config{Limits: map[string]quota.Limits{"a": {RequestsPerMinute: 60}}})
 		mustAdmit(t, l, "a", 0, 0)
 		for range 59 {
 			mustAdmit(t, l, "a", 0, 0)
@@ -124,7 +132,7 @@ func TestReserveWaitsWithinDeadline(t *testing.T) {
 
 func TestReserveMaxWait(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		l := newLimiter(t, quota.Config{Limits: map[string]quota.Limits{"a": {RequestsPerMinute: 6}}, MaxWait: 15 * time.Second})
+		l := exactLimiter(t, quota.Config{Limits: map[string]quota.Limits{"a": {RequestsPerMinute: 6}}, MaxWait: 15 * time.Second})
 		for range 6 {
 			mustAdmit(t, l, "a", 0, 0)
 		}
@@ -140,7 +148,7 @@ func TestReserveMaxWait(t *testing.T) {
 
 func TestReserveCancelledWhileWaiting(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		l := newLimiter(t, quota.Config{Limits: map[string]quota.Limits{"a": {RequestsPerMinute: 60}}})
+		l := exactLimiter(t, quota.Config{Limits: map[string]quota.Limits{"a": {RequestsPerMinute: 60}}})
 		for range 60 {
 			mustAdmit(t, l, "a", 0, 0)
 		}
@@ -157,7 +165,7 @@ func TestReserveCancelledWhileWaiting(t *testing.T) {
 func TestReserveMaxConcurrent(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		limits := map[string]quota.Limits{"a": {MaxConcurrent: 2}}
-		l := newLimiter(t, quota.Config{Limits: limits, MaxWait: time.Second})
+		l := exactLimiter(t, quota.Config{Limits: limits, MaxWait: time.Second})
 		r1 := mustAdmit(t, l, "a", 0, 0)
 		r2 := mustAdmit(t, l, "a", 0, 0)
 		if l.Available("a") {
@@ -177,7 +185,7 @@ func TestReserveMaxConcurrent(t *testing.T) {
 		mustAdmit(t, l, "a", 0, 0)
 		mustAdmit(t, l, "a", 0, 0).Cancel()
 
-		refuse := newLimiter(t, quota.Config{Limits: limits, MaxWait: quota.NoWait})
+		refuse := exactLimiter(t, quota.Config{Limits: limits, MaxWait: quota.NoWait})
 		mustAdmit(t, refuse, "a", 0, 0)
 		mustAdmit(t, refuse, "a", 0, 0)
 		mustRefuse(t, refuse, context.Background(), "a", 0, quota.Concurrent, 0)
@@ -187,7 +195,7 @@ func TestReserveMaxConcurrent(t *testing.T) {
 func TestSettleTruesUp(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		limits := map[string]quota.Limits{"a": {TokensPerMinute: 6000}} // 100 per second
-		l := newLimiter(t, quota.Config{Limits: limits, MaxWait: quota.NoWait})
+		l := exactLimiter(t, quota.Config{Limits: limits, MaxWait: quota.NoWait})
 
 		r := mustAdmit(t, l, "a", 1000, 0)
 		r.Settle(100)                            // 900 given back
@@ -206,7 +214,7 @@ func TestSettleTruesUp(t *testing.T) {
 func TestCancelGivesBack(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		limits := map[string]quota.Limits{"a": {RequestsPerMinute: 1, TokensPerMinute: 100}}
-		l := newLimiter(t, quota.Config{Limits: limits, MaxWait: quota.NoWait})
+		l := exactLimiter(t, quota.Config{Limits: limits, MaxWait: quota.NoWait})
 		mustAdmit(t, l, "a", 100, 0).Cancel()
 		r := mustAdmit(t, l, "a", 100, 0)
 		mustRefuse(t, l, context.Background(), "a", 0, quota.Requests, time.Minute)
@@ -217,7 +225,7 @@ func TestCancelGivesBack(t *testing.T) {
 }
 
 func TestReserveNegativeTokens(t *testing.T) {
-	l := newLimiter(t, quota.Config{})
+	l := exactLimiter(t, quota.Config{})
 	_, err := l.Reserve(context.Background(), "a", -1)
 	if err == nil || errors.Is(err, quota.ErrQuota) {
 		t.Fatalf("Reserve(-1): %v, want an error that is not ErrQuota", err)
@@ -235,7 +243,7 @@ func ratelimitHeader(kv ...string) http.Header {
 func TestObserveTightensUntilReset(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		limits := map[string]quota.Limits{"a": {RequestsPerMinute: 600, TokensPerMinute: 60000}}
-		l := newLimiter(t, quota.Config{Limits: limits, MaxWait: quota.NoWait})
+		l := exactLimiter(t, quota.Config{Limits: limits, MaxWait: quota.NoWait})
 		mustAdmit(t, l, "a", 100, 0).Settle(100)
 		// Another client of the same organisation used almost everything.
 		l.Observe("a", ratelimitHeader(
@@ -264,7 +272,7 @@ func TestObserveTightensUntilReset(t *testing.T) {
 func TestObserveLearnsLimits(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		var learned []quota.Learned
-		l := newLimiter(t, quota.Config{MaxWait: quota.NoWait, Hooks: quota.Hooks{
+		l := exactLimiter(t, quota.Config{MaxWait: quota.NoWait, Hooks: quota.Hooks{
 			Learned: func(key string, ld quota.Learned) { learned = append(learned, ld) },
 		}})
 		for range 1000 {
@@ -282,7 +290,7 @@ func TestObserveLearnsLimits(t *testing.T) {
 		}
 
 		// A configured limit stays when the provider's is higher.
-		c := newLimiter(t, quota.Config{Limits: map[string]quota.Limits{"a": {RequestsPerMinute: 60}}, MaxWait: quota.NoWait})
+		c := exactLimiter(t, quota.Config{Limits: map[string]quota.Limits{"a": {RequestsPerMinute: 60}}, MaxWait: quota.NoWait})
 		c.Observe("a", ratelimitHeader("x-ratelimit-limit-requests", "6000"), http.StatusOK)
 		for range 60 {
 			mustAdmit(t, c, "a", 0, 0)
@@ -293,7 +301,7 @@ func TestObserveLearnsLimits(t *testing.T) {
 
 func TestObserveExhaustedWithoutLimit(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		l := newLimiter(t, quota.Config{MaxWait: quota.NoWait})
+		l := exactLimiter(t, quota.Config{MaxWait: quota.NoWait})
 		l.Observe("a", ratelimitHeader("x-ratelimit-remaining-tokens", "0", "x-ratelimit-reset-tokens", "2s"), http.StatusOK)
 		mustRefuse(t, l, context.Background(), "a", 10, quota.Exhausted, 2*time.Second)
 		time.Sleep(2 * time.Second)
@@ -313,7 +321,7 @@ func TestObserveRetryAfterBlocksEveryCaller(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				// The bubble's clock starts at 2000-01-01 00:00:00 UTC, so the date is 3s ahead.
-				l := newLimiter(t, quota.Config{})
+				l := exactLimiter(t, quota.Config{})
 				l.Observe("a", tc.h, http.StatusOK) // not a 429: no exhaustion
 				mustAdmit(t, l, "a", 0, 0)
 				l.Observe("a", tc.h, http.StatusTooManyRequests)
@@ -330,7 +338,7 @@ func TestObserveRetryAfterBlocksEveryCaller(t *testing.T) {
 		})
 	}
 	synctest.Test(t, func(t *testing.T) {
-		l := newLimiter(t, quota.Config{MaxWait: time.Second})
+		l := exactLimiter(t, quota.Config{MaxWait: time.Second})
 		l.Observe("a", ratelimitHeader("Retry-After", "3"), http.StatusTooManyRequests)
 		mustRefuse(t, l, context.Background(), "a", 0, quota.Exhausted, 3*time.Second)
 	})
@@ -338,7 +346,7 @@ func TestObserveRetryAfterBlocksEveryCaller(t *testing.T) {
 
 func TestAvailable(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		l := newLimiter(t, quota.Config{Limits: map[string]quota.Limits{"a": {RequestsPerMinute: 1, TokensPerMinute: 600}}})
+		l := exactLimiter(t, quota.Config{Limits: map[string]quota.Limits{"a": {RequestsPerMinute: 1, TokensPerMinute: 600}}})
 		if !l.Available("a") || !l.Available("unknown") {
 			t.Fatal("not Available before any call")
 		}
@@ -363,7 +371,7 @@ func TestHooks(t *testing.T) {
 		var got []admitted
 		var refused []quota.Error
 		var settled [][2]int
-		l := newLimiter(t, quota.Config{
+		l := exactLimiter(t, quota.Config{
 			Limits: map[string]quota.Limits{"a": {RequestsPerMinute: 60}},
 			Hooks: quota.Hooks{
 				Admitted: func(key string, waited time.Duration, shared bool) { got = append(got, admitted{key, waited, shared}) },

@@ -109,7 +109,7 @@ func (l *Limiter) admitShared(ctx context.Context, k *keyState, tokens int, budg
 	}
 	rctx, cancel := context.WithTimeout(ctx, l.set.redisTimeout)
 	res, err := l.sh.quota.Run(rctx, l.sh.client, k.redisKeys, "admit", req, tok,
-		l.set.window.Microseconds(), tokens, budget.Microseconds()).Int64Slice()
+		l.set.window.Microseconds(), tokens, budget.Microseconds(), l.set.headroom/1000).Int64Slice()
 	cancel()
 	if err == nil && len(res) != 6 {
 		err = fmt.Errorf("quota: unexpected reply %v from the admission script", res)

@@ -3,6 +3,7 @@ package quota_test
 import (
 	"context"
 	"net/http"
+	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -72,4 +73,32 @@ func TestSharedRemainingAndMode(t *testing.T) {
 	if a.Mode() != quota.Degraded || a.Mode().String() != "degraded" {
 		t.Fatalf("mode %v with Redis down, want degraded", a.Mode())
 	}
+}
+
+// TestHeadroom: a call that must wait for a bucket to refill waits Headroom more, so that
+// a saturated key is admitted Headroom after the limit's own schedule, at the same rate; a
+// call that finds room is never delayed, and the last request of a burst is not refused.
+func TestHeadroom(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l := newLimiter(t, quota.Config{Limits: map[string]quota.Limits{"a": {RequestsPerMinute: 60}}})
+		for range 60 {
+			mustAdmit(t, l, "a", 0, 0)
+		}
+		// Each further request waits for one second's refill and the default headroom; the
+		// rate stays one per second.
+		mustAdmit(t, l, "a", 0, time.Second+quota.DefaultHeadroom)
+		mustAdmit(t, l, "a", 0, time.Second)
+		mustAdmit(t, l, "a", 0, time.Second)
+		time.Sleep(time.Minute) // full again
+		mustAdmit(t, l, "a", 0, 0)
+
+		short := newLimiter(t, quota.Config{Limits: map[string]quota.Limits{"a": {RequestsPerMinute: 60}}, Headroom: 10 * time.Millisecond, MaxWait: quota.NoWait})
+		for range 60 {
+			mustAdmit(t, short, "a", 0, 0)
+		}
+		mustRefuse(t, short, context.Background(), "a", 0, quota.Requests, time.Second+10*time.Millisecond)
+		if _, err := quota.New(quota.Config{Headroom: -2}); err == nil || !strings.Contains(err.Error(), "Config.Headroom") {
+			t.Errorf("Headroom -2: %v, want an error naming Config.Headroom", err)
+		}
+	})
 }
