@@ -172,7 +172,7 @@ func (a *try) errorAnswer(resp *http.Response, env mesh.Envoy, v breaker.Verdict
 	a.settle(llmwire.Usage{}, true)
 	if tg := a.tg; resp.StatusCode == http.StatusBadRequest && tg.injected && b.Error != nil &&
 		(b.Error.Param == "stream_options" || strings.Contains(b.Error.Message, "stream_options")) {
-		c.t.noUsage.Store(tg.host, struct{}{})
+		c.t.rememberStrict(tg.host)
 		tg.body, tg.injected = tg.orig, false
 		return a.run()
 	}

@@ -60,8 +60,20 @@ type Transport struct {
 	hedges   []*hedging // per route; nil where the route does not hedge
 
 	// noUsage holds the hosts that answered 400 to stream_options: infermesh no longer
-	// adds include_usage for them.
-	noUsage sync.Map // host -> struct{}
+	// adds include_usage for them. At most MaxUpstreams are kept (noUsageN counts them);
+	// past that, a strict host costs one more request per stream, never an error.
+	noUsage  sync.Map // host -> struct{}
+	noUsageN atomic.Int64
+}
+
+// rememberStrict records a host that refuses stream_options, within the bound.
+func (t *Transport) rememberStrict(host string) {
+	if t.noUsageN.Load() >= int64(t.cfg.MaxUpstreams) {
+		return
+	}
+	if _, known := t.noUsage.LoadOrStore(host, struct{}{}); !known {
+		t.noUsageN.Add(1)
+	}
 }
 
 var _ http.RoundTripper = (*Transport)(nil)
