@@ -11,6 +11,7 @@ import (
 
 	openaigo "github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
+	"github.com/openai/openai-go/v3/packages/ssestream"
 	"github.com/openai/openai-go/v3/responses"
 	openai "github.com/sashabaranov/go-openai"
 
@@ -136,6 +137,55 @@ func (ck callKind) sdk(n int) func(ctx context.Context, c clients) reply {
 // maxEvents bounds every read loop; a healthy answer has a few dozen.
 const maxEvents = 10_000
 
+var errTooManyEvents = errors.New("chaos: more events than any answer has")
+
+// goRecv reads a go-openai stream to its end, handing each value to each. go-openai
+// reports the end of a Responses stream as io.EOF: such a stream has no [DONE].
+func goRecv[T any](recv func() (T, error), each func(T)) error {
+	for range maxEvents {
+		v, err := recv()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		each(v)
+	}
+	return errTooManyEvents
+}
+
+// sdkNext reads an openai-go stream to its end, handing each value to each.
+func sdkNext[T any](s *ssestream.Stream[T], each func(T)) error {
+	for range maxEvents {
+		if !s.Next() {
+			return s.Err()
+		}
+		each(s.Current())
+	}
+	return errTooManyEvents
+}
+
+// chunk records one choice of a chat chunk.
+func (r *reply) chunk(id string, output bool, finish string) {
+	if finish != "" {
+		r.end = finish
+	}
+	r.source(id, output)
+}
+
+// responseEvent records one Responses stream event: its output, and its type when it
+// is a terminal one.
+func (r *reply) responseEvent(typ, itemID, delta, responseID string) {
+	switch typ {
+	case "response.output_text.delta", "response.function_call_arguments.delta", "response.refusal.delta":
+		r.source(itemID, delta != "")
+	case "response.completed", "response.incomplete", "response.failed":
+		r.end = typ
+	}
+	r.source(responseID, false)
+}
+
 func goChatRequest(stream bool) openai.ChatCompletionRequest {
 	return openai.ChatCompletionRequest{
 		Model:    "gpt-4o-mini",
@@ -147,9 +197,8 @@ func goChatRequest(stream bool) openai.ChatCompletionRequest {
 func goChat(ctx context.Context, c clients) reply {
 	resp, err := c.goOpenAI.CreateChatCompletion(ctx, goChatRequest(false))
 	r := reply{err: err, header: resp.Header()}
-	r.source(resp.ID, err == nil)
-	if len(resp.Choices) > 0 {
-		r.end = string(resp.Choices[0].FinishReason)
+	for _, ch := range resp.Choices {
+		r.chunk(resp.ID, err == nil, string(ch.FinishReason))
 	}
 	return r
 }
@@ -161,23 +210,11 @@ func goChatStream(ctx context.Context, c clients) reply {
 	}
 	defer s.Close()
 	r := reply{header: s.Header()}
-	for range maxEvents {
-		chunk, err := s.Recv()
-		if err != nil {
-			if !errors.Is(err, io.EOF) {
-				r.err = err
-			}
-			break
-		}
-		output := false
+	r.err = goRecv(s.Recv, func(chunk openai.ChatCompletionStreamResponse) {
 		for _, ch := range chunk.Choices {
-			output = output || ch.Delta.Content != "" || len(ch.Delta.ToolCalls) > 0
-			if ch.FinishReason != "" {
-				r.end = string(ch.FinishReason)
-			}
+			r.chunk(chunk.ID, ch.Delta.Content != "" || len(ch.Delta.ToolCalls) > 0, string(ch.FinishReason))
 		}
-		r.source(chunk.ID, output)
-	}
+	})
 	return r
 }
 
@@ -199,31 +236,14 @@ func goResponsesStream(ctx context.Context, c clients) reply {
 	}
 	defer s.Close()
 	r := reply{header: s.Header()}
-	for range maxEvents {
-		ev, err := s.Recv()
-		if err != nil {
-			if !errors.Is(err, io.EOF) { // go-openai ends a Responses stream at EOF: it has no [DONE]
-				r.err = err
-			}
-			break
-		}
-		responseEvent(&r, string(ev.Type), ev.ItemID, ev.Delta)
+	r.err = goRecv(s.Recv, func(ev openai.ResponseStreamEvent) {
+		id := ""
 		if ev.Response != nil {
-			r.source(ev.Response.ID, false)
+			id = ev.Response.ID
 		}
-	}
+		r.responseEvent(string(ev.Type), ev.ItemID, ev.Delta, id)
+	})
 	return r
-}
-
-// responseEvent records one Responses stream event: its output, and its type when it
-// is a terminal one.
-func responseEvent(r *reply, typ, itemID, delta string) {
-	switch typ {
-	case "response.output_text.delta", "response.function_call_arguments.delta", "response.refusal.delta":
-		r.source(itemID, delta != "")
-	case "response.completed", "response.incomplete", "response.failed":
-		r.end = typ
-	}
 }
 
 func sdkChatParams() openaigo.ChatCompletionNewParams {
@@ -236,9 +256,8 @@ func sdkChat(ctx context.Context, c clients) reply {
 	resp, err := c.openAIGo.Chat.Completions.New(ctx, sdkChatParams(), option.WithResponseInto(&raw))
 	r := reply{err: err, header: headerOf(raw)}
 	if err == nil {
-		r.source(resp.ID, true)
-		if len(resp.Choices) > 0 {
-			r.end = resp.Choices[0].FinishReason
+		for _, ch := range resp.Choices {
+			r.chunk(resp.ID, true, ch.FinishReason)
 		}
 	}
 	return r
@@ -249,18 +268,11 @@ func sdkChatStream(ctx context.Context, c clients) reply {
 	s := c.openAIGo.Chat.Completions.NewStreaming(ctx, sdkChatParams(), option.WithResponseInto(&raw))
 	defer s.Close()
 	r := reply{header: headerOf(raw)}
-	for i := 0; i < maxEvents && s.Next(); i++ {
-		chunk := s.Current()
-		output := false
+	r.err = sdkNext(s, func(chunk openaigo.ChatCompletionChunk) {
 		for _, ch := range chunk.Choices {
-			output = output || ch.Delta.Content != "" || len(ch.Delta.ToolCalls) > 0
-			if ch.FinishReason != "" {
-				r.end = ch.FinishReason
-			}
+			r.chunk(chunk.ID, ch.Delta.Content != "" || len(ch.Delta.ToolCalls) > 0, ch.FinishReason)
 		}
-		r.source(chunk.ID, output)
-	}
-	r.err = s.Err()
+	})
 	return r
 }
 
@@ -285,12 +297,9 @@ func sdkResponsesStream(ctx context.Context, c clients) reply {
 	s := c.openAIGo.Responses.NewStreaming(ctx, sdkResponseParams(), option.WithResponseInto(&raw))
 	defer s.Close()
 	r := reply{header: headerOf(raw)}
-	for i := 0; i < maxEvents && s.Next(); i++ {
-		ev := s.Current()
-		responseEvent(&r, ev.Type, ev.ItemID, ev.Delta)
-		r.source(ev.Response.ID, false)
-	}
-	r.err = s.Err()
+	r.err = sdkNext(s, func(ev responses.ResponseStreamEventUnion) {
+		r.responseEvent(ev.Type, ev.ItemID, ev.Delta, ev.Response.ID)
+	})
 	return r
 }
 

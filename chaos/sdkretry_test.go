@@ -11,7 +11,6 @@ import (
 	"testing/synctest"
 	"time"
 
-	"github.com/infermesh/infermesh/breaker"
 	"github.com/infermesh/infermesh/llmclient"
 	"github.com/infermesh/infermesh/llmclient/llmtest"
 )
@@ -73,17 +72,12 @@ func TestSDKRetriesNeverMultiply(t *testing.T) {
 // with fault f, checks that the SDK did not multiply infermesh's attempts, and returns
 // the table row.
 func oneSDKCall(t *testing.T, f llmtest.Fault, ck callKind) sdkRetryRow {
-	srv := llmtest.NewUnstartedServer(llmtest.WithChunks(4, "ok "), llmtest.WithChunkInterval(llmtest.Fixed(2*time.Millisecond)))
+	srv := llmtest.NewUnstartedServer(primaryOptions()...)
 	defer srv.Close()
 	srv.SetRules(llmtest.Rule{Fault: f})
 	cfg := llmclient.Config{Base: srv.Transport(), MaxResponseBytes: maxBody, MaxEventBytes: maxBody}
-	for _, name := range rigRoutes {
-		rt := cfg.Route(name)
-		rt.Policy.Timeout, rt.Policy.PerTryTimeout = 10*time.Second, 2*time.Second
-		rt.Policy.Backoff = breaker.Backoff{Initial: 20 * time.Millisecond, Max: 100 * time.Millisecond}
-		rt.Policy.MaxRetryAfter = 2 * time.Second
-		rt.Stream = llmclient.StreamPolicy{FirstTokenTimeout: time.Second, IdleTimeout: time.Second}
-	}
+	shortRoutes(&cfg, 2*time.Second, llmclient.StreamPolicy{FirstTokenTimeout: time.Second, IdleTimeout: time.Second},
+		func(rt *llmclient.Route) { rt.Policy.Timeout = 10 * time.Second })
 	tr, err := llmclient.NewTransport(cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -65,16 +65,19 @@ func TestStreamsNeverRetriedAfterContent(t *testing.T) {
 				primary, local := requestsByCall(r.primary.Requests()), requestsByCall(r.local.Requests())
 				r.close()
 				verifyNone(t)
-				delivered := 0
+				delivered, before := 0, &tally{}
 				for id, res := range replies {
 					if checkAfterOutput(t, id, res, f, primary[id], local[id], r.attempts(ck), late) {
 						delivered++
+					} else {
+						before.addReply(res, late)
 					}
 				}
 				if delivered == 0 {
 					t.Fatal("no stream delivered output: the test proved nothing")
 				}
-				t.Logf("%d of %d streams delivered output before failing; the rest failed before it", delivered, len(replies))
+				t.Logf("%d of %d streams delivered output before failing; the rest failed before it: fallback %d%s",
+					delivered, len(replies), before.counts[servedByFallback], before.kindsLine())
 			})
 		}
 	}
