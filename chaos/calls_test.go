@@ -32,8 +32,10 @@ type reply struct {
 	// end is how the answer ended as the caller saw it: a finish reason (chat), a final
 	// status ("completed", "incomplete", "failed") or terminal event type (Responses);
 	// "" when it ended without one.
-	end  string
-	took time.Duration
+	end   string
+	sdk   string    // the SDK that made the call
+	start time.Time // when the call began
+	took  time.Duration
 }
 
 // servedBy names the fallback target that served the call, or "".
@@ -126,12 +128,13 @@ func callKinds() []callKind {
 	}
 }
 
-// sdk returns the call through go-openai for even n, through openai-go for odd n.
-func (ck callKind) sdk(n int) func(ctx context.Context, c clients) reply {
+// sdk returns the call through go-openai for even n, through openai-go for odd n, and
+// the SDK's name.
+func (ck callKind) sdk(n int) (func(ctx context.Context, c clients) reply, string) {
 	if n%2 == 0 {
-		return ck.goOpenAI
+		return ck.goOpenAI, "go-openai"
 	}
-	return ck.openAIGo
+	return ck.openAIGo, "openai-go"
 }
 
 // maxEvents bounds every read loop; a healthy answer has a few dozen.

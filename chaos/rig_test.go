@@ -16,6 +16,7 @@ import (
 	"github.com/infermesh/infermesh/fallback"
 	"github.com/infermesh/infermesh/llmclient"
 	"github.com/infermesh/infermesh/llmclient/llmtest"
+	"github.com/infermesh/infermesh/transport"
 )
 
 // rig is a primary, an optional local fallback and an infermesh client, on loopback.
@@ -23,8 +24,44 @@ type rig struct {
 	primary, local *llmtest.Server
 	cfg            llmclient.Config
 	tr             *llmclient.Transport
+	sent           *attemptLog // the attempts infermesh sent to the primary
 	clients        clients
 	ids            atomic.Int64
+}
+
+// attemptLog is the base transport under infermesh: the default pooled one, which also
+// numbers the attempts of each call in the order infermesh sends them (the callIDKey
+// header says whose they are) and tells the upstream the number in attemptKey. The order
+// in which a loaded server reads requests is not the order they were sent in: a request
+// abandoned at a first-token timeout may be read after the retry that replaced it.
+type attemptLog struct {
+	next *http.Transport
+	mu   sync.Mutex
+	sent map[string]int // call id -> attempts sent
+}
+
+// attemptKey is the request header that numbers a call's attempts, from 1.
+const attemptKey = "x-chaos-attempt"
+
+func (l *attemptLog) RoundTrip(req *http.Request) (*http.Response, error) {
+	if id := req.Header.Get(callIDKey); id != "" {
+		l.mu.Lock()
+		l.sent[id]++
+		n := l.sent[id]
+		l.mu.Unlock()
+		req = req.Clone(req.Context())
+		req.Header.Set(attemptKey, strconv.Itoa(n))
+	}
+	return l.next.RoundTrip(req)
+}
+
+func (l *attemptLog) CloseIdleConnections() { l.next.CloseIdleConnections() }
+
+// attempts returns how many attempts of call id were sent.
+func (l *attemptLog) attempts(id string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.sent[id]
 }
 
 // rigRoutes are the routes the matrix calls take.
@@ -57,7 +94,12 @@ func shortRoutes(cfg *llmclient.Config, perTry time.Duration, stream llmclient.S
 func newRig(t *testing.T, withFallback bool, tune func(*llmclient.Route)) *rig {
 	t.Helper()
 	r := &rig{primary: llmtest.NewServer(primaryOptions()...)}
-	cfg := llmclient.Config{MaxResponseBytes: maxBody, MaxEventBytes: maxBody}
+	base, err := transport.New(transport.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.sent = &attemptLog{next: base, sent: map[string]int{}}
+	cfg := llmclient.Config{Base: r.sent, MaxResponseBytes: maxBody, MaxEventBytes: maxBody}
 	shortRoutes(&cfg, 600*time.Millisecond, llmclient.StreamPolicy{FirstTokenTimeout: firstToken, IdleTimeout: idle}, tune)
 	if withFallback {
 		r.local = llmtest.NewServer(llmtest.WithChunks(2, "local "))
@@ -99,9 +141,10 @@ func (r *rig) call(ck callKind, n int) (string, reply) {
 	id := strconv.FormatInt(r.ids.Add(1), 10)
 	ctx, cancel := context.WithTimeout(withCallID(context.Background(), id), callDeadline)
 	defer cancel()
+	do, sdk := ck.sdk(n)
 	start := time.Now()
-	res := ck.sdk(n)(ctx, r.clients)
-	res.took = time.Since(start)
+	res := do(ctx, r.clients)
+	res.sdk, res.start, res.took = sdk, start, time.Since(start)
 	return id, res
 }
 

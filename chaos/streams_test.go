@@ -3,8 +3,11 @@ package chaos_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -26,25 +29,36 @@ func streamKinds() []callKind {
 
 // requestsByCall groups a server's requests by the call id they carry, each call's in
 // arrival order.
-func requestsByCall(reqs []llmtest.Request) map[string][]int {
-	out := map[string][]int{}
+func requestsByCall(reqs []llmtest.Request) map[string][]llmtest.Request {
+	out := map[string][]llmtest.Request{}
 	for _, q := range reqs { // Requests returns them in arrival order
 		if id := q.Header.Get(callIDKey); id != "" {
-			out[id] = append(out[id], q.Seq)
+			out[id] = append(out[id], q)
 		}
 	}
 	return out
 }
 
+// describe lists requests for a failure message: arrival number, attempt number, time
+// since start, and the SDK's retry count.
+func describe(reqs []llmtest.Request, start time.Time) string {
+	var b strings.Builder
+	for _, q := range reqs {
+		fmt.Fprintf(&b, " #%d (attempt %s, read at %v, SDK try %q)", q.Seq, q.Header.Get(attemptKey),
+			q.Time.Sub(start).Round(time.Millisecond), q.Header.Get("X-Stainless-Retry-Count"))
+	}
+	return b.String()
+}
+
 // TestStreamsNeverRetriedAfterContent: for bursts of streams that fail just after their
 // first output, every fault kind that can strike there, chat and Responses: once output of
-// an upstream request has reached the caller, no request of that call is sent again, to
-// the primary or to a fallback, whatever the scheduling; the caller's stream ends with a
-// typed error that counts the output it got (or with the upstream's own response.failed).
-// Before any output an attempt may fail (a first-token timeout on a slow machine) and be
-// retried, within the route's attempts. Each call carries an id of its own, which the
-// upstream records with every request, and the caller records which upstream request
-// each chunk came from.
+// an attempt has reached the caller, infermesh sends no other attempt of that call, to the
+// primary or to a fallback, whatever the scheduling; the caller's stream ends with a typed
+// error that counts the output it got (or with the upstream's own response.failed). Before
+// any output an attempt may fail (a first-token timeout on a slow machine) and be retried,
+// within the route's attempts. Each call carries an id of its own and each attempt its
+// number, which the upstream records with every request; the caller records which
+// upstream request each chunk came from.
 func TestStreamsNeverRetriedAfterContent(t *testing.T) {
 	for _, f := range []llmtest.Fault{llmtest.ResetAfter(1), llmtest.StallAfter(1, 0), llmtest.ErrorEvent(1),
 		llmtest.MalformedJSON(1), llmtest.Truncate(1), llmtest.ResponseFailed(1), llmtest.Oversized(oversize),
@@ -65,31 +79,37 @@ func TestStreamsNeverRetriedAfterContent(t *testing.T) {
 				primary, local := requestsByCall(r.primary.Requests()), requestsByCall(r.local.Requests())
 				r.close()
 				verifyNone(t)
-				delivered, before := 0, &tally{}
+				delivered, before, reordered := 0, &tally{}, 0
 				for id, res := range replies {
-					if checkAfterOutput(t, id, res, f, primary[id], local[id], r.attempts(ck), late) {
+					if checkAfterOutput(t, id, res, f, r.sent.attempts(id), primary[id], local[id], r.attempts(ck), late) {
 						delivered++
 					} else {
 						before.addReply(res, late)
+					}
+					if !slices.IsSortedFunc(primary[id], func(a, b llmtest.Request) int {
+						return strings.Compare(a.Header.Get(attemptKey), b.Header.Get(attemptKey))
+					}) {
+						reordered++
 					}
 				}
 				if delivered == 0 {
 					t.Fatal("no stream delivered output: the test proved nothing")
 				}
-				t.Logf("%d of %d streams delivered output before failing; the rest failed before it: fallback %d%s",
-					delivered, len(replies), before.counts[servedByFallback], before.kindsLine())
+				t.Logf("%d of %d streams delivered output before failing; the rest failed before it: fallback %d%s; "+
+					"%d calls' attempts read by the server out of order", delivered, len(replies), before.counts[servedByFallback], before.kindsLine(), reordered)
 			})
 		}
 	}
 }
 
-// checkAfterOutput checks one call of TestStreamsNeverRetriedAfterContent; primary and
-// local are its requests to each server, late the time it may take past its deadline.
-// It reports whether output of the primary reached the caller.
-func checkAfterOutput(t *testing.T, id string, res reply, f llmtest.Fault, primary, local []int, attempts int, late time.Duration) bool {
+// checkAfterOutput checks one call of TestStreamsNeverRetriedAfterContent: sent is the
+// number of attempts infermesh sent to the primary, primary and local the call's requests
+// each server read, late the time the call may take past its deadline. It reports
+// whether output of the primary reached the caller.
+func checkAfterOutput(t *testing.T, id string, res reply, f llmtest.Fault, sent int, primary, local []llmtest.Request, attempts int, late time.Duration) bool {
 	t.Helper()
-	if len(primary) > attempts {
-		t.Errorf("call %s: %d requests to the primary, beyond the route's %d attempts", id, len(primary), attempts)
+	if sent > attempts {
+		t.Errorf("call %s: %d attempts sent to the primary, beyond the route's %d", id, sent, attempts)
 	}
 	if o, note := judge(res, late); o == lost {
 		t.Errorf("call %s: lost: %s", id, note)
@@ -97,14 +117,15 @@ func checkAfterOutput(t *testing.T, id string, res reply, f llmtest.Fault, prima
 	if res.firstOutput == 0 || res.servedBy() != "" {
 		return false // no output of the primary: retries and the fallback were allowed
 	}
-	switch last := primary[len(primary)-1]; {
-	case !slices.Contains(primary, res.firstOutput):
-		t.Errorf("call %s: output from request %d, not one of the call's %v", id, res.firstOutput, primary)
-	case res.firstOutput != last:
-		t.Errorf("call %s: output of request %d reached the caller, then request %d was sent", id, res.firstOutput, last)
+	i := slices.IndexFunc(primary, func(q llmtest.Request) bool { return q.Seq == res.firstOutput })
+	if i < 0 {
+		t.Errorf("call %s: output from request %d, not one of the call's:%s", id, res.firstOutput, describe(primary, res.start))
+	} else if n := primary[i].Header.Get(attemptKey); n != strconv.Itoa(sent) {
+		t.Errorf("call %s (%s): output of attempt %s reached the caller, but infermesh sent %d attempts:%s; outputs %d, err %v",
+			id, res.sdk, n, sent, describe(primary, res.start), res.outputs, res.err)
 	}
 	if len(local) > 0 {
-		t.Errorf("call %s: output of the primary reached the caller, then the fallback got %d requests", id, len(local))
+		t.Errorf("call %s: output of the primary reached the caller, and the fallback got %d requests", id, len(local))
 	}
 	var se *llmclient.StreamError
 	switch {
@@ -140,13 +161,14 @@ func TestLongHealthyStreamNotCut(t *testing.T) {
 			wg.Go(func() {
 				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 				defer cancel()
+				do, sdk := ck.sdk(n)
 				start := time.Now()
-				res := ck.sdk(n)(ctx, c)
+				res := do(ctx, c)
 				took := time.Since(start)
 				limit := r.cfg.Route(ck.route).Policy.Timeout
 				if res.err != nil || !res.complete() || res.outputs != chunks || took < limit {
-					t.Errorf("%s (sdk %d): %d outputs in %v, end %q, err %v; want all %d, whole, over more than the route's %v limit",
-						ck.name, n, res.outputs, took, res.end, res.err, chunks, limit)
+					t.Errorf("%s (%s): %d outputs in %v, end %q, err %v; want all %d, whole, over more than the route's %v limit",
+						ck.name, sdk, res.outputs, took, res.end, res.err, chunks, limit)
 				}
 			})
 		}
