@@ -27,9 +27,10 @@ const (
 	idle         = 300 * time.Millisecond
 )
 
-// Size caps of the rig's client, and the faults' sizes above them. Healthy answers are
-// under 2 KiB; the sizes are small because under the race detector producing, compressing
-// and reading padding costs CPU in every call of a burst.
+// Size caps of the rig's client, and the faults' sizes above them. Healthy answers (and
+// the events a Responses stream holds back before its first output) are under 2 KiB; the
+// sizes are small because under the race detector producing, compressing and reading
+// padding costs CPU in every call of a burst.
 const (
 	maxBody     = 16 << 10
 	oversize    = 2 * maxBody

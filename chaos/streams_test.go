@@ -66,40 +66,48 @@ func TestStreamsNeverRetriedAfterContent(t *testing.T) {
 		f.AfterChunks = 1
 		f = f.CountingOutput() // just after the first output, on every route
 		for _, ck := range streamKinds() {
-			t.Run(f.Kind.String()+"/"+ck.name, func(t *testing.T) {
-				r := newRig(t, true, func(rt *llmclient.Route) {
-					// Time enough for the first output on a loaded machine: the test is
-					// about what happens after it.
-					rt.Stream.FirstTokenTimeout = 2 * time.Second
-				})
-				r.primary.SetRules(llmtest.Rule{Fault: f})
-				probe := startProbe()
-				replies := r.burstOf(ck)
-				late := slackUnder(probe.end())
-				primary, local := requestsByCall(r.primary.Requests()), requestsByCall(r.local.Requests())
-				r.close()
-				verifyNone(t)
-				delivered, before, reordered := 0, &tally{}, 0
-				for id, res := range replies {
-					if checkAfterOutput(t, id, res, f, r.sent.attempts(id), primary[id], local[id], r.attempts(ck), late) {
-						delivered++
-					} else {
-						before.addReply(res, late)
-					}
-					if !slices.IsSortedFunc(primary[id], func(a, b llmtest.Request) int {
-						return strings.Compare(a.Header.Get(attemptKey), b.Header.Get(attemptKey))
-					}) {
-						reordered++
-					}
-				}
-				if delivered == 0 {
-					t.Fatal("no stream delivered output: the test proved nothing")
-				}
-				t.Logf("%d of %d streams delivered output before failing; the rest failed before it: fallback %d%s; "+
-					"%d calls' attempts read by the server out of order", delivered, len(replies), before.counts[servedByFallback], before.kindsLine(), reordered)
-			})
+			t.Run(f.Kind.String()+"/"+ck.name, func(t *testing.T) { streamsAfterOutput(t, f, ck) })
 		}
 	}
+}
+
+// streamsAfterOutput runs one case of TestStreamsNeverRetriedAfterContent.
+func streamsAfterOutput(t *testing.T, f llmtest.Fault, ck callKind) {
+	r := newRig(t, true, func(rt *llmclient.Route) {
+		// Time enough for the first output on a loaded machine: the test is about what
+		// happens after it.
+		rt.Stream.FirstTokenTimeout = 2 * time.Second
+	})
+	r.primary.SetRules(llmtest.Rule{Fault: f})
+	probe := startProbe()
+	replies := r.burstOf(ck)
+	late := slackUnder(probe.end())
+	primary, local := requestsByCall(r.primary.Requests()), requestsByCall(r.local.Requests())
+	r.close()
+	verifyNone(t)
+	delivered, before, reordered := 0, &tally{}, 0
+	for id, res := range replies {
+		if checkAfterOutput(t, id, res, f, r.sent.attempts(id), primary[id], local[id], r.attempts(ck), late) {
+			delivered++
+		} else {
+			before.addReply(res, late)
+		}
+		if !slices.IsSortedFunc(primary[id], func(a, b llmtest.Request) int { return attemptOf(a) - attemptOf(b) }) {
+			reordered++
+		}
+	}
+	if delivered == 0 {
+		t.Fatal("no stream delivered output: the test proved nothing")
+	}
+	t.Logf("%d of %d streams delivered output before failing; the rest failed before it: fallback %d%s; "+
+		"%d calls' attempts read by the server out of order",
+		delivered, len(replies), before.counts[servedByFallback], before.kindsLine(), reordered)
+}
+
+// attemptOf returns the number of the attempt q is (0 if it has none).
+func attemptOf(q llmtest.Request) int {
+	n, _ := strconv.Atoi(q.Header.Get(attemptKey))
+	return n
 }
 
 // checkAfterOutput checks one call of TestStreamsNeverRetriedAfterContent: sent is the
@@ -120,8 +128,8 @@ func checkAfterOutput(t *testing.T, id string, res reply, f llmtest.Fault, sent 
 	i := slices.IndexFunc(primary, func(q llmtest.Request) bool { return q.Seq == res.firstOutput })
 	if i < 0 {
 		t.Errorf("call %s: output from request %d, not one of the call's:%s", id, res.firstOutput, describe(primary, res.start))
-	} else if n := primary[i].Header.Get(attemptKey); n != strconv.Itoa(sent) {
-		t.Errorf("call %s (%s): output of attempt %s reached the caller, but infermesh sent %d attempts:%s; outputs %d, err %v",
+	} else if n := attemptOf(primary[i]); n != sent {
+		t.Errorf("call %s (%s): output of attempt %d reached the caller, but infermesh sent %d attempts:%s; outputs %d, err %v",
 			id, res.sdk, n, sent, describe(primary, res.start), res.outputs, res.err)
 	}
 	if len(local) > 0 {
