@@ -1,21 +1,14 @@
 package chaos_test
 
 import (
-	"context"
-	"errors"
 	"fmt"
-	"io"
-	"net/http"
+	"sort"
+	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	openai "github.com/sashabaranov/go-openai"
-	"go.uber.org/goleak"
-
 	"github.com/infermesh/infermesh/breaker"
-	"github.com/infermesh/infermesh/fallback"
 	"github.com/infermesh/infermesh/llmclient"
 	"github.com/infermesh/infermesh/llmclient/llmtest"
 )
@@ -23,8 +16,10 @@ import (
 // burst is the number of concurrent calls per case.
 const burst = 64
 
-// Timings are short so the whole matrix runs in well under a minute; the deadline is
-// what each call's context allows, and slack what real sockets under -race may add.
+// Timings are short so that a burst's faults, retries and fallbacks take seconds; the
+// deadline is what each call's context allows, and slack what real sockets under -race
+// may add on a quiet machine (slackUnder scales it with the load). The gRPC tests share
+// them.
 const (
 	callDeadline = 3 * time.Second
 	slack        = 750 * time.Millisecond
@@ -32,17 +27,36 @@ const (
 	idle         = 300 * time.Millisecond
 )
 
-// faults is every fault kind llmtest injects.
-func faults() []struct {
+// Size caps of the rig's client, and the faults' sizes above them. Healthy answers (and
+// the events a Responses stream holds back before its first output) are under 2 KiB; the
+// sizes are small because under the race detector producing, compressing and reading
+// padding costs CPU in every call of a burst.
+const (
+	maxBody     = 16 << 10
+	oversize    = 2 * maxBody
+	bombDecoded = 2 * maxBody
+)
+
+// namedFault is a fault of the matrix with its name.
+type namedFault struct {
 	name  string
 	fault llmtest.Fault
-} {
-	return []struct {
-		name  string
-		fault llmtest.Fault
-	}{
+}
+
+// faults is every fault kind llmtest injects, each where it strikes differently: before
+// or after a stream's first output. A plain AfterChunks counts content chunks on chat but
+// every event on a Responses stream (so "reset-after-2" cuts a chat stream after output
+// and a Responses stream before it); the CountingOutput variants strike at the same
+// place on every route.
+func faults() []namedFault {
+	afterOutput := func(f llmtest.Fault, n int) llmtest.Fault {
+		f.AfterChunks = n
+		return f.CountingOutput()
+	}
+	return []namedFault{
+		{"none-through-envoy", llmtest.Envoy(2*time.Millisecond, 1)},
 		{"429", llmtest.Status(429).WithRetryAfter(50*time.Millisecond, llmtest.RetryAfterMillis)},
-		{"429-date", llmtest.Status(429).WithRetryAfter(time.Second, llmtest.RetryAfterDate)},
+		{"429-date", llmtest.Status(429).WithRetryAfter(time.Millisecond, llmtest.RetryAfterDate)}, // the next whole second
 		{"500", llmtest.Status(500)},
 		{"502", llmtest.Status(502)},
 		{"503", llmtest.Status(503)},
@@ -51,16 +65,45 @@ func faults() []struct {
 		{"envoy-no-healthy-upstream", llmtest.EnvoyNoHealthyUpstream()},
 		{"envoy-connect-failure", llmtest.EnvoyConnectFailure()},
 		{"envoy-upstream-timeout", llmtest.EnvoyUpstreamTimeout()},
+		{"mesh-retried", llmtest.Status(503).WithEnvoyHeaders(2*time.Millisecond, 2)},
 		{"reset", llmtest.Reset()},
 		{"reset-after-2", llmtest.ResetAfter(2)},
+		{"reset-before-output", afterOutput(llmtest.ResetAfter(0), 0)},
+		{"reset-after-output", afterOutput(llmtest.ResetAfter(0), 2)},
 		{"stall-before-headers", llmtest.StallBeforeHeaders(0)},
 		{"stall-before-first-chunk", llmtest.StallBeforeFirstChunk(0)},
 		{"stall-after-2", llmtest.StallAfter(2, 0)},
+		{"stall-after-output", afterOutput(llmtest.StallAfter(0, 0), 2)},
 		{"error-event", llmtest.ErrorEvent(0)}, // an error object in a 200 JSON body when not streamed
 		{"error-event-after-2", llmtest.ErrorEvent(2)},
+		{"error-event-after-output", afterOutput(llmtest.ErrorEvent(0), 2)},
 		{"malformed-json", llmtest.MalformedJSON(1)},
-		{"oversized", llmtest.Oversized(512 << 10)},
-		{"mesh-retried", llmtest.Status(503).WithEnvoyHeaders(2*time.Millisecond, 2)},
+		{"malformed-json-after-output", afterOutput(llmtest.MalformedJSON(0), 2)},
+		{"oversized", llmtest.Oversized(oversize)},
+		{"oversized-after-output", afterOutput(llmtest.Oversized(oversize), 2)},
+		{"truncate-before-output", afterOutput(llmtest.Truncate(0), 0)},
+		{"truncate-after-output", afterOutput(llmtest.Truncate(0), 2)},
+		{"response-failed", llmtest.ResponseFailed(0)},
+		{"response-failed-after-output", afterOutput(llmtest.ResponseFailed(0), 2)},
+		{"gzip-bomb", llmtest.GzipBomb(bombDecoded)},
+		{"gzip-bomb-after-output", afterOutput(llmtest.GzipBomb(bombDecoded), 2)},
+	}
+}
+
+// TestFaultsCoverEveryKind: the matrix (and every test that takes its faults) has each
+// kind llmtest knows, so that a new kind cannot be left out.
+func TestFaultsCoverEveryKind(t *testing.T) {
+	have := map[llmtest.Kind]bool{}
+	for _, f := range faults() {
+		have[f.fault.Kind] = true
+	}
+	for k := llmtest.Kind(0); k < 100; k++ {
+		if strings.HasPrefix(k.String(), "Kind(") {
+			break // past the last kind
+		}
+		if !have[k] {
+			t.Errorf("no fault of kind %v in the matrix", k)
+		}
 	}
 }
 
@@ -71,13 +114,15 @@ const (
 	success outcome = iota
 	servedByFallback
 	typedError
-	lost // an untyped error, or past the deadline
+	lost // an untyped error, an answer cut without an error, or past the deadline
 )
 
 type tally struct {
 	mu     sync.Mutex
 	counts [4]int
 	notes  []string
+	kinds  map[string]int // typed errors by kind
+	latest time.Duration  // the longest call
 }
 
 func (t *tally) add(o outcome, note string) {
@@ -89,179 +134,161 @@ func (t *tally) add(o outcome, note string) {
 	}
 }
 
-func typed(err error) bool {
-	var (
-		oa *openai.APIError
-		or *openai.RequestError
-		la *llmclient.APIError
-		ls *llmclient.StreamError
-		be *breaker.Error
-	)
-	return errors.As(err, &oa) || errors.As(err, &or) || errors.As(err, &la) || errors.As(err, &ls) ||
-		errors.As(err, &be) || errors.Is(err, breaker.ErrOpen)
-}
-
-func chatRequest(stream bool) openai.ChatCompletionRequest {
-	return openai.ChatCompletionRequest{
-		Model:    "gpt-4o-mini",
-		Messages: []openai.ChatCompletionMessage{{Role: "user", Content: "chaos"}},
-		Stream:   stream,
-	}
-}
-
-// call makes one call and says how it ended.
-func call(client *openai.Client, stream bool) (outcome, string) {
-	ctx, cancel := context.WithTimeout(context.Background(), callDeadline)
-	defer cancel()
-	start := time.Now()
-	var err error
-	var servedBy string
-	if stream {
-		var s *openai.ChatCompletionStream
-		s, err = client.CreateChatCompletionStream(ctx, chatRequest(true))
-		if err == nil {
-			servedBy = s.Header().Get(fallback.HeaderFallback)
-			for range 10_000 {
-				if _, err = s.Recv(); err != nil {
-					break
-				}
-			}
-			if errors.Is(err, io.EOF) {
-				err = nil
-			}
-			s.Close()
+// addReply tallies a call of the matrix.
+func (t *tally) addReply(r reply, limit time.Duration) {
+	o, note := judge(r, limit)
+	t.add(o, note)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.latest = max(t.latest, r.took)
+	if o == typedError {
+		if t.kinds == nil {
+			t.kinds = map[string]int{}
 		}
-	} else {
-		var resp openai.ChatCompletionResponse
-		resp, err = client.CreateChatCompletion(ctx, chatRequest(false))
-		servedBy = resp.Header().Get(fallback.HeaderFallback)
+		t.kinds[typedEnd(r)]++
 	}
-	if took := time.Since(start); took > callDeadline+slack {
-		return lost, fmt.Sprintf("took %v", took)
+}
+
+// kindsLine lists the typed errors seen, most frequent first.
+func (t *tally) kindsLine() string {
+	names := make([]string, 0, len(t.kinds))
+	for k := range t.kinds {
+		names = append(names, k)
 	}
+	sort.Slice(names, func(i, j int) bool { return t.kinds[names[i]] > t.kinds[names[j]] })
+	var b strings.Builder
+	for _, k := range names {
+		fmt.Fprintf(&b, "; %s ×%d", k, t.kinds[k])
+	}
+	return b.String()
+}
+
+// typedEnd names how a call that ended in a typed error ended.
+func typedEnd(r reply) string {
+	if r.err == nil && r.failedResponse() {
+		return "response.failed (" + r.end + ")"
+	}
+	return typedKind(r.err)
+}
+
+// judge says how a call ended, given how long past its deadline it may take to return.
+// A success is a whole answer: a finish reason or a completed response, from one upstream
+// request (the held-back events of an attempt that lost never reach the caller).
+func judge(r reply, late time.Duration) (outcome, string) {
 	switch {
-	case err == nil && servedBy != "":
-		return servedByFallback, ""
-	case err == nil:
-		return success, ""
-	case typed(err):
+	case r.took > callDeadline+late:
+		return lost, fmt.Sprintf("took %v, past the deadline plus %v", r.took, late)
+	case len(r.sources) > 1:
+		return lost, fmt.Sprintf("one answer from upstream requests %v", r.sources)
+	case r.err != nil && typedKind(r.err) != "":
 		return typedError, ""
+	case r.err != nil:
+		return lost, fmt.Sprintf("untyped %T: %v", r.err, r.err)
+	case r.failedResponse():
+		return typedError, "" // the upstream's response.failed, in the SDK's own types
+	case !r.complete():
+		return lost, fmt.Sprintf("no error, but the answer ended without its end (%q)", r.end)
+	case r.servedBy() != "":
+		return servedByFallback, ""
 	}
-	return lost, fmt.Sprintf("%T: %v", err, err)
+	return success, ""
 }
 
-// rig is a primary, an optional local fallback and an infermesh client, on loopback.
-type rig struct {
-	primary, local *llmtest.Server
-	tr             *llmclient.Transport
-	client         *openai.Client
-	transitions    atomic.Int32
+// concurrentBursts is how many columns of a fault run at once: the waits of the stalls
+// and retry hints overlap, and the calls in flight (concurrentBursts × burst) stay few
+// enough for a 2-core machine under the race detector.
+const concurrentBursts = 2
+
+// matrixCase is one column of one fault in the matrix.
+type matrixCase struct {
+	ck           callKind
+	withFallback bool
+	tally        *tally
 }
 
-func newRig(t *testing.T, withFallback bool, tune func(*llmclient.Route)) *rig {
-	t.Helper()
-	r := &rig{primary: llmtest.NewServer(llmtest.WithChunks(4, "ok "), llmtest.WithChunkInterval(llmtest.Fixed(2*time.Millisecond)))}
-	routes := llmclient.DefaultRoutes()
-	chat := &routes[0]
-	chat.Policy.PerTryTimeout = 600 * time.Millisecond
-	chat.Policy.Backoff = breaker.Backoff{Initial: 20 * time.Millisecond, Max: 100 * time.Millisecond}
-	chat.Policy.MaxRetryAfter = 2 * time.Second
-	chat.Stream = llmclient.StreamPolicy{FirstTokenTimeout: firstToken, IdleTimeout: idle}
-	if tune != nil {
-		tune(chat)
-	}
-	cfg := llmclient.Config{Routes: routes, MaxResponseBytes: 256 << 10, MaxEventBytes: 256 << 10,
-		Hooks: breaker.Hooks{OnStateChange: func(string, breaker.State, breaker.State) { r.transitions.Add(1) }}}
-	if withFallback {
-		r.local = llmtest.NewServer(llmtest.WithChunks(2, "local "))
-		ep, err := fallback.NewEndpoint(fallback.EndpointConfig{Name: "local", BaseURL: r.local.URL + "/v1", Model: "llama3.2"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		cfg.Fallback = fallback.Config{Targets: []fallback.Target{ep}}
-	}
-	tr, err := llmclient.NewTransport(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.tr = tr
-	oc := openai.DefaultConfig("sk-chaos-secret-0000")
-	oc.BaseURL = r.primary.URL + "/v1"
-	oc.HTTPClient = &http.Client{Transport: tr}
-	r.client = openai.NewClientWithConfig(oc)
-	return r
-}
+func (c matrixCase) name() string { return fmt.Sprintf("%s/fallback=%v", c.ck.name, c.withFallback) }
 
-// close releases everything; afterwards no goroutine (and so no connection) may remain.
-func (r *rig) close() {
-	r.tr.CloseIdleConnections()
-	r.primary.Close()
-	if r.local != nil {
-		r.local.Close()
-	}
-}
-
-// runBurst makes burst concurrent calls and tallies them.
-func runBurst(r *rig, stream bool) *tally {
-	tl := &tally{}
-	var wg sync.WaitGroup
-	for range burst {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			o, note := call(r.client, stream)
-			tl.add(o, note)
-		}()
-	}
-	wg.Wait()
-	return tl
-}
-
-// TestChaosMatrix runs every fault, streamed and not, with and without a fallback, as
-// bursts of concurrent calls. Nothing may be lost and nothing may leak.
+// TestChaosMatrix runs every fault, for chat and the Responses API, streamed and not, with
+// and without a fallback, as bursts of concurrent calls through go-openai and openai-go
+// (alternating within a burst). Every call ends as a success, a marked fallback or a
+// typed error, before its deadline plus a slack that scales with the load; nothing
+// leaks. Each column has its own servers and client; a few run at once.
 func TestChaosMatrix(t *testing.T) {
 	var total [4]int
 	for _, f := range faults() {
-		for _, stream := range []bool{false, true} {
-			for _, withFallback := range []bool{false, true} {
-				name := fmt.Sprintf("%s/stream=%v/fallback=%v", f.name, stream, withFallback)
-				t.Run(name, func(t *testing.T) {
-					r := newRig(t, withFallback, nil)
-					r.primary.SetRules(llmtest.Rule{Fault: f.fault})
-					tl := runBurst(r, stream)
-					r.close()
-					goleak.VerifyNone(t)
-					for i, n := range tl.counts {
-						total[i] += n
+		t.Run(f.name, func(t *testing.T) {
+			var cases []*matrixCase
+			for _, ck := range callKinds() {
+				for _, withFallback := range []bool{false, true} {
+					cases = append(cases, &matrixCase{ck: ck, withFallback: withFallback, tally: &tally{}})
+				}
+			}
+			rigs := make([]*rig, len(cases))
+			for i, c := range cases {
+				rigs[i] = newRig(t, c.withFallback, nil)
+				rigs[i].primary.SetRules(llmtest.Rule{Fault: f.fault})
+			}
+			probe := startProbe()
+			var wg sync.WaitGroup
+			running := make(chan struct{}, concurrentBursts)
+			for i, c := range cases {
+				wg.Go(func() {
+					running <- struct{}{}
+					defer func() { <-running }()
+					replies := rigs[i].burstOf(c.ck)
+					late := slackUnder(probe.sofar())
+					for _, res := range replies {
+						c.tally.addReply(res, late)
 					}
-					if tl.counts[lost] > 0 {
-						t.Errorf("%d calls lost: %v", tl.counts[lost], tl.notes)
-					}
-					if !withFallback && tl.counts[servedByFallback] > 0 {
-						t.Errorf("%d calls marked as fallback without one", tl.counts[servedByFallback])
-					}
-					t.Logf("success %d, fallback %d, typed error %d, lost %d", tl.counts[success], tl.counts[servedByFallback], tl.counts[typedError], tl.counts[lost])
 				})
 			}
-		}
+			wg.Wait()
+			for _, r := range rigs {
+				r.close()
+			}
+			worst := probe.end()
+			verifyNone(t)
+			var latest time.Duration
+			for _, c := range cases {
+				tl := c.tally
+				latest = max(latest, tl.latest)
+				for i, n := range tl.counts {
+					total[i] += n
+				}
+				if tl.counts[lost] > 0 {
+					t.Errorf("%s: %d calls lost: %v", c.name(), tl.counts[lost], tl.notes)
+				}
+				if !c.withFallback && tl.counts[servedByFallback] > 0 {
+					t.Errorf("%s: %d calls marked as fallback without one", c.name(), tl.counts[servedByFallback])
+				}
+				t.Logf("%s: success %d, fallback %d, typed error %d, lost %d%s", c.name(),
+					tl.counts[success], tl.counts[servedByFallback], tl.counts[typedError], tl.counts[lost], tl.kindsLine())
+			}
+			t.Logf("worst timer lateness %v; longest call %v (deadline %v, slack %v)", worst, latest, callDeadline, slackUnder(worst))
+		})
 	}
 	t.Logf("matrix: %d calls: success %d, fallback %d, typed error %d, lost %d",
 		total[0]+total[1]+total[2]+total[3], total[success], total[servedByFallback], total[typedError], total[lost])
 }
 
+// chatKind is the non-streamed chat call of callKinds.
+func chatKind() callKind { return callKinds()[0] }
+
 // TestRetryAmplificationUnderOutage: under a total outage the upstream sees at most 1 +
-// the retry budget requests per logical call, and none once the breaker is open.
+// the retry budget requests per logical call, and none once the breaker is open. The
+// calls alternate between go-openai and openai-go with its own retries on: the SDK's
+// retries add nothing.
 func TestRetryAmplificationUnderOutage(t *testing.T) {
 	r := newRig(t, false, func(rt *llmclient.Route) {
 		rt.Policy.WindowSize, rt.Policy.MinimumCalls = 200, 100 // judge after a full burst
 		rt.Policy.OpenDuration = time.Minute
 	})
-	defer goleak.VerifyNone(t)
+	defer verifyNone(t)
 	defer r.close()
 	r.primary.SetRules(llmtest.Rule{Fault: llmtest.Status(503)})
 	calls := 0
 	for range 3 {
-		runBurst(r, false)
+		r.burstOf(chatKind())
 		calls += burst
 	}
 	reqs := len(r.primary.Requests())
@@ -275,7 +302,7 @@ func TestRetryAmplificationUnderOutage(t *testing.T) {
 		t.Fatalf("breaker %v after %d failed calls, want open", st, calls)
 	}
 	before := len(r.primary.Requests())
-	runBurst(r, false)
+	r.burstOf(chatKind())
 	if after := len(r.primary.Requests()); after != before {
 		t.Errorf("an open breaker let %d requests through", after-before)
 	}
@@ -290,13 +317,13 @@ func TestBreakerOpensAndRecovers(t *testing.T) {
 		rt.Policy.OpenDuration = open
 		rt.Policy.MaxAttempts = 1
 	})
-	defer goleak.VerifyNone(t)
+	defer verifyNone(t)
 	defer r.close()
 	host := hostOf(r.primary.URL)
 	r.primary.SetRules(llmtest.Rule{Fault: llmtest.EnvoyNoHealthyUpstream()})
 	for i := 1; i <= 10; i++ {
-		if o, note := call(r.client, false); o != servedByFallback {
-			t.Fatalf("call %d during the outage: outcome %d %s, want the fallback", i, o, note)
+		if _, res := r.call(chatKind(), i); res.err != nil || res.servedBy() == "" {
+			t.Fatalf("call %d during the outage: err %v, served by %q, want the fallback", i, res.err, res.servedBy())
 		}
 	}
 	if st := r.tr.State("/v1/chat/completions", host); st != breaker.StateOpen {
@@ -308,74 +335,11 @@ func TestBreakerOpensAndRecovers(t *testing.T) {
 	r.primary.SetRules() // recovery
 	time.Sleep(open + 50*time.Millisecond)
 	for i := range 2 { // the half-open trial calls
-		if o, note := call(r.client, false); o != success {
-			t.Fatalf("trial call %d: outcome %d %s, want success", i, o, note)
+		if _, res := r.call(chatKind(), i); res.err != nil || res.servedBy() != "" || !res.complete() {
+			t.Fatalf("trial call %d: err %v, served by %q, end %q: want the primary's answer", i, res.err, res.servedBy(), res.end)
 		}
 	}
 	if st := r.tr.State("/v1/chat/completions", host); st != breaker.StateClosed {
 		t.Errorf("breaker %v after recovery, OpenDuration and the trial calls, want closed", st)
 	}
-}
-
-// TestStreamsNeverRetriedAfterContent: a burst of streams that break after their
-// first chunks reaches the upstream exactly once per call.
-func TestStreamsNeverRetriedAfterContent(t *testing.T) {
-	for _, f := range []llmtest.Fault{llmtest.ResetAfter(1), llmtest.StallAfter(1, 0), llmtest.ErrorEvent(1), llmtest.MalformedJSON(1)} {
-		t.Run(f.Kind.String(), func(t *testing.T) {
-			r := newRig(t, true, nil)
-			r.primary.SetRules(llmtest.Rule{Fault: f})
-			tl := runBurst(r, true)
-			reqs := len(r.primary.Requests())
-			r.close()
-			goleak.VerifyNone(t)
-			if reqs != burst {
-				t.Errorf("%d upstream requests for %d streams: a stream was retried after content", reqs, burst)
-			}
-			if tl.counts[typedError] != burst {
-				t.Errorf("outcomes %v: every stream should end with a typed error", tl.counts)
-			}
-		})
-	}
-}
-
-// TestLongHealthyStreamNotCut: a stream that outlives every per-try and overall limit
-// of its route, but keeps producing chunks, is delivered whole.
-func TestLongHealthyStreamNotCut(t *testing.T) {
-	r := newRig(t, false, func(rt *llmclient.Route) {
-		rt.Policy.Timeout, rt.Policy.PerTryTimeout = 500*time.Millisecond, 250*time.Millisecond
-	})
-	defer goleak.VerifyNone(t)
-	defer r.close()
-	long := llmtest.NewServer(llmtest.WithChunks(60, "t "), llmtest.WithChunkInterval(llmtest.Fixed(20*time.Millisecond)))
-	defer long.Close()
-	oc := openai.DefaultConfig("sk-chaos")
-	oc.BaseURL = long.URL + "/v1"
-	oc.HTTPClient = &http.Client{Transport: r.tr}
-	client := openai.NewClientWithConfig(oc)
-	s, err := client.CreateChatCompletionStream(context.Background(), chatRequest(true))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	start, chunks := time.Now(), 0
-	for range 1000 {
-		c, err := s.Recv()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			t.Fatalf("stream cut after %d chunks and %v: %v", chunks, time.Since(start), err)
-		}
-		if len(c.Choices) > 0 && c.Choices[0].Delta.Content != "" {
-			chunks++
-		}
-	}
-	if chunks != 60 || time.Since(start) < time.Second {
-		t.Errorf("%d chunks in %v; want all 60 over more than the route's 500 ms limit", chunks, time.Since(start))
-	}
-}
-
-func hostOf(u string) string {
-	req, _ := http.NewRequest(http.MethodGet, u, nil)
-	return req.URL.Host
 }
