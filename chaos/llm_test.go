@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/infermesh/infermesh/breaker"
+	"github.com/infermesh/infermesh/internal/sdkerr"
 	"github.com/infermesh/infermesh/llmclient"
 	"github.com/infermesh/infermesh/llmclient/llmtest"
 )
@@ -168,7 +169,7 @@ func typedEnd(r reply) string {
 	if r.err == nil && r.failedResponse() {
 		return "response.failed (" + r.end + ")"
 	}
-	return typedKind(r.err)
+	return sdkerr.Kind(r.err)
 }
 
 // judge says how a call ended, given how long past its deadline it may take to return.
@@ -180,7 +181,7 @@ func judge(r reply, late time.Duration) (outcome, string) {
 		return lost, fmt.Sprintf("took %v, past the deadline plus %v", r.took, late)
 	case len(r.sources) > 1:
 		return lost, fmt.Sprintf("one answer from upstream requests %v", r.sources)
-	case r.err != nil && typedKind(r.err) != "":
+	case r.err != nil && sdkerr.Kind(r.err) != "":
 		return typedError, ""
 	case r.err != nil:
 		return lost, fmt.Sprintf("untyped %T: %v", r.err, r.err)

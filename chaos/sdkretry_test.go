@@ -11,6 +11,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/infermesh/infermesh/internal/sdkerr"
 	"github.com/infermesh/infermesh/llmclient"
 	"github.com/infermesh/infermesh/llmclient/llmtest"
 )
@@ -94,7 +95,7 @@ func oneSDKCall(t *testing.T, f llmtest.Fault, ck callKind) sdkRetryRow {
 		attempts: cfg.Route(ck.route).Policy.MaxAttempts, header: "-", got: "success"}
 	switch {
 	case res.err != nil:
-		row.got = typedKind(res.err)
+		row.got = sdkerr.Kind(res.err)
 		if row.got == "" {
 			t.Errorf("untyped error %T: %v", res.err, res.err)
 			row.got = fmt.Sprintf("untyped %T", res.err)

@@ -3,6 +3,7 @@ package llmclient
 import (
 	"bytes"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -91,22 +92,27 @@ func (c *call) errorBody(data []byte, eo *llmwire.ErrorObject, e *APIError) []by
 
 // refine adjusts a status-based verdict with what the error object says.
 func refine(v *breaker.Verdict, typ, code string) {
+	// Providers put the kind in either field (a Responses error event has only its code),
+	// so each kind is looked for in both.
+	is := func(names ...string) bool {
+		return slices.Contains(names, typ) || slices.Contains(names, code)
+	}
 	switch {
-	case code == "context_length_exceeded" || typ == "context_length_exceeded":
+	case is("context_length_exceeded"):
 		*v = breaker.Verdict{Outcome: breaker.OutcomeExcluded, Class: breaker.ClassContextLength}
-	case code == "content_filter" || code == "content_policy_violation":
+	case is("content_filter", "content_policy_violation"):
 		*v = breaker.Verdict{Outcome: breaker.OutcomeExcluded, Class: breaker.ClassContentFiltered}
-	case code == "insufficient_quota" || typ == "insufficient_quota":
+	case is("insufficient_quota"):
 		// A 429 that waiting will not fix: the account is out of credit.
 		v.Retryable = false
 		v.Class = breaker.ClassRateLimited
-	case code == "rate_limit_exceeded" || typ == "rate_limit_error" || typ == "requests" || typ == "tokens":
+	case is("rate_limit_exceeded", "rate_limit_error", "requests", "tokens"):
 		v.Outcome, v.Retryable, v.Class = breaker.OutcomeFailure, true, breaker.ClassRateLimited
-	case typ == "overloaded_error" || code == "overloaded" || typ == "overloaded":
+	case is("overloaded_error", "overloaded"):
 		v.Outcome, v.Retryable, v.Class = breaker.OutcomeFailure, true, breaker.ClassOverloaded
 	case typ == "invalid_request_error" && v.Outcome != breaker.OutcomeFailure:
 		v.Class = breaker.ClassClientError
-	case typ == "authentication_error" || typ == "permission_error":
+	case is("authentication_error", "permission_error"):
 		v.Outcome, v.Retryable, v.Class = breaker.OutcomeFailure, false, breaker.ClassAuth
 	}
 }

@@ -10,10 +10,12 @@ import (
 
 	openaigo "github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
+	"github.com/openai/openai-go/v3/responses"
 	openai "github.com/sashabaranov/go-openai"
 
 	"github.com/infermesh/infermesh/breaker"
 	"github.com/infermesh/infermesh/llmclient"
+	"github.com/infermesh/infermesh/llmclient/llmtest"
 )
 
 // TestErrorsInTheSDKsOwnTypes: a failure that came from an upstream answer reaches
@@ -97,6 +99,31 @@ func TestErrorsInTheSDKsOwnTypes(t *testing.T) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// TestResponsesErrorEventClass: a Responses stream's "error" event, which carries its kind
+// in its code only, is judged as the same error on a chat stream: an overloaded upstream
+// is a 503 of class overloaded.
+func TestResponsesErrorEventClass(t *testing.T) {
+	srv := llmtest.NewServer()
+	defer srv.Close()
+	srv.SetRules(llmtest.Rule{Fault: llmtest.ErrorEvent(0)})
+	hc, err := llmclient.NewHTTPClient(fastRetries(llmclient.Config{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hc.CloseIdleConnections()
+	oc := openaigo.NewClient(option.WithHTTPClient(hc), option.WithBaseURL(srv.URL+"/v1"), option.WithAPIKey(secretKey))
+	s := oc.Responses.NewStreaming(context.Background(), responses.ResponseNewParams{
+		Model: "gpt-4o-mini", Input: responses.ResponseNewParamsInputUnion{OfString: openaigo.String("hi")}})
+	for s.Next() {
+	}
+	err = s.Err()
+	s.Close()
+	var oe *openaigo.Error
+	if !errors.As(err, &oe) || oe.StatusCode != http.StatusServiceUnavailable || oe.Response.Header.Get(llmclient.HeaderErrorClass) != "overloaded" {
+		t.Fatalf("err %T %v, want *openai.Error 503 of class overloaded", err, err)
+	}
+}
 
 // TestOwnDecisionsAreTypedErrors: what infermesh decides on its own stays a Go error
 // callers reach with errors.Is: an open breaker with no fallback, the first-token

@@ -1,4 +1,7 @@
-package chaos_test
+// Package sdkerr holds the one definition of "a typed error" that this module's tests
+// (chaos, llmclient's no-lost-calls test) judge every failed call by: an error a caller of
+// go-openai or openai-go can act on. It is imported by tests only.
+package sdkerr
 
 import (
 	"context"
@@ -13,8 +16,8 @@ import (
 	"github.com/infermesh/infermesh/transport"
 )
 
-// typedKind names the typed error err is, one a caller can act on, or returns "" when err
-// is nil or not typed. It is the one definition of "a typed error" in this suite:
+// Kind names the typed error err is, one a caller can act on, or returns "" when err
+// is nil or not typed. It is the one definition of "a typed error" in this module's tests:
 //
 //   - A failure that came from an upstream answer reaches the caller in its SDK's own
 //     type, with a status that carries its class: *openai.APIError of go-openai,
@@ -27,7 +30,7 @@ import (
 // Anything else (an SDK's decode error, a bare *llmclient.APIError, go-openai's
 // *openai.RequestError for a body that is not an OpenAI error) is not typed: the
 // caller could not tell what happened.
-func typedKind(err error) string {
+func Kind(err error) string {
 	var (
 		goAPI *openai.APIError
 		sdk   *openaigo.Error
