@@ -124,7 +124,9 @@ func (s *Server) Restart() {
 
 // Pause stops the server without killing it (SIGSTOP): it accepts connections but answers
 // nothing, as an overloaded Redis does. Resume undoes it.
-func (s *Server) Pause()  { s.signal(syscall.SIGSTOP) }
+func (s *Server) Pause() { s.signal(syscall.SIGSTOP) }
+
+// Resume lets a paused server answer again (SIGCONT).
 func (s *Server) Resume() { s.signal(syscall.SIGCONT) }
 
 func (s *Server) signal(sig os.Signal) {
