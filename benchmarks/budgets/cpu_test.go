@@ -43,7 +43,8 @@ func measurePolicy(p plan) (verdict, error) {
 	return verdict{
 		name:   "breaker.Do full policy vs failsafe-go",
 		budget: "CPU per call <= 0.75x failsafe-go's (timeout, retry, breaker, per-try timeout)",
-		ratio:  perRound(rounds, func(r []sample) float64 { return turnCPU(r, 0) / turnCPU(r, 1) }),
+		ratio:  turnsRatio(rounds, func(r []sample) float64 { return turnCPU(r, 0) / turnCPU(r, 1) }),
+		about:  turnsAbout,
 		limit:  0.75,
 		lines:  []string{describe("infermesh breaker.Do", rounds, 0), describe("failsafe-go", rounds, 1)},
 	}, nil
@@ -108,14 +109,16 @@ func measureUnary(p plan) (added, localQuota verdict, err error) {
 	added = verdict{
 		name:   "llmclient added CPU per unary chat call",
 		budget: "(infermesh - bare) / bare <= 0.75 (go-openai's own client-side CPU)",
-		ratio:  perRound(rounds, func(r []sample) float64 { return addedCPU(r, 1, 0) / turnCPU(r, 0) }),
+		ratio:  turnsRatio(rounds, func(r []sample) float64 { return addedCPU(r, 1, 0) / turnCPU(r, 0) }),
+		about:  turnsAbout,
 		limit:  0.75,
 		lines:  lines,
 	}
 	localQuota = verdict{
 		name:   "local quota admission CPU per unary call",
 		budget: "(infermesh+local quota - infermesh) / (infermesh - bare) <= 0.1",
-		ratio:  perRound(rounds, func(r []sample) float64 { return addedCPU(r, 2, 1) / addedCPU(r, 1, 0) }),
+		ratio:  turnsRatio(rounds, func(r []sample) float64 { return addedCPU(r, 2, 1) / addedCPU(r, 1, 0) }),
+		about:  turnsAbout,
 		limit:  0.1,
 		lines:  lines,
 	}
@@ -137,7 +140,8 @@ func measureStream(p plan) (verdict, error) {
 	return verdict{
 		name:   "llmclient added CPU per 11-event stream",
 		budget: "(infermesh - bare) / bare <= 0.5 (go-openai's own client-side CPU)",
-		ratio:  perRound(rounds, func(r []sample) float64 { return addedCPU(r, 1, 0) / turnCPU(r, 0) }),
+		ratio:  turnsRatio(rounds, func(r []sample) float64 { return addedCPU(r, 1, 0) / turnCPU(r, 0) }),
+		about:  turnsAbout,
 		limit:  0.5,
 		lines:  []string{describe("go-openai bare stream", rounds, 0), describe("go-openai + llmclient stream", rounds, 1)},
 	}, nil

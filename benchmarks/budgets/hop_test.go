@@ -3,6 +3,7 @@ package budgets
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"time"
@@ -53,9 +54,10 @@ func (e errNoProxy) Error() string {
 // measureHop is budget 4: through one HAProxy hop at concurrency 1 over HTTP/1.1, what
 // llmclient adds to the transport preset's p50, against what the hop adds to the transport
 // preset's p50 over the direct path. meshbench's upstream runs in another process (this
-// binary in roleUpstream). Every run of a round goes in turn, the order turning each round,
-// and the rounds are short and many, so that the machine's load hits every term alike; the
-// p50s are those of every round's latencies pooled.
+// binary in roleUpstream). Every run of a round goes in turn, in a new order each round (so
+// that no run always follows the same one, with the proxy idle or busy before it), and the
+// rounds are short and many, so that the machine's load hits every term alike; the p50s are
+// those of every round's latencies pooled.
 func measureHop(ctx context.Context, p hopPlan) (verdict, error) {
 	bin, err := proxies.Find(proxies.HAProxy)
 	if err != nil {
@@ -92,9 +94,9 @@ func measureHop(ctx context.Context, p hopPlan) (verdict, error) {
 		}
 	}
 	requests := make([]int64, len(hopRuns))
+	order := rand.New(rand.NewPCG(1, 2)) // the same orders on every run
 	for r := range p.rounds {
-		for k := range hopRuns {
-			i := (r + k) % len(hopRuns)
+		for _, i := range order.Perm(len(hopRuns)) {
 			hr := hopRuns[i]
 			addr := up.HTTPAddr
 			if hr.hop {

@@ -134,6 +134,23 @@ func addedCPU(r []sample, i, j int) float64 {
 	return spreadOf(vs).med
 }
 
+// turnsRatio applies f to the turns of every round together, and to each round's: the
+// estimate comes from every turn (a median of all the turns' figures), its range from the
+// rounds.
+func turnsRatio(rounds [][]sample, f func(r []sample) float64) spread {
+	all := make([]sample, len(rounds[0]))
+	for _, r := range rounds {
+		for i := range r {
+			all[i].turns = append(all[i].turns, r[i].turns...)
+		}
+	}
+	byRound := perRound(rounds, f)
+	return spread{med: f(all), lo: byRound.lo, hi: byRound.hi}
+}
+
+// turnsAbout says what turnsRatio's figures are.
+const turnsAbout = "medians over every turn; range: the rounds'"
+
 // µs returns d in microseconds.
 func µs(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
 
@@ -155,11 +172,11 @@ func allLatencies(rounds [][]sample, i int) []time.Duration {
 	return out
 }
 
-// describe returns one line of a contender's figures: CPU per call (the median of the
-// rounds' medians of turns, with their range), wall time per call (the median of the
-// rounds'), heap allocations per call.
+// describe returns one line of a contender's figures: CPU per call (the median of every
+// turn, with the range of the rounds'), wall time per call (the median of the rounds'), heap
+// allocations per call.
 func describe(label string, rounds [][]sample, i int) string {
-	cpu := perRound(rounds, func(r []sample) float64 { return turnCPU(r, i) })
+	cpu := turnsRatio(rounds, func(r []sample) float64 { return turnCPU(r, i) })
 	wall := perRound(rounds, func(r []sample) float64 { return µs(r[i].wallPerCall()) })
 	var calls int
 	var allocs, bytes uint64
