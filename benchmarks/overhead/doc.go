@@ -1,6 +1,7 @@
 // Package overhead measures what a resilience layer costs per call, against its peers, with
-// go test -bench. It has no code of its own outside the tests: the cases live in
-// overhead_test.go and run in one go test invocation (go test -bench . -run '^$' ./...).
+// go test -bench. The in-process cases live in policies.go ([PolicyCases]), so that the
+// budgets package can run them side by side too; the HTTP cases live in overhead_test.go.
+// Every case runs in one go test invocation (go test -bench . -run '^$' ./...).
 //
 // In-process, every case runs the same no-op function:
 //

@@ -14,92 +14,17 @@ import (
 	"testing/synctest"
 	"time"
 
-	"github.com/failsafe-go/failsafe-go"
 	"github.com/failsafe-go/failsafe-go/circuitbreaker"
 	"github.com/failsafe-go/failsafe-go/failsafehttp"
-	"github.com/failsafe-go/failsafe-go/retrypolicy"
 	"github.com/failsafe-go/failsafe-go/timeout"
 	"github.com/hashicorp/go-retryablehttp"
-	"github.com/sony/gobreaker/v2"
 	"go.uber.org/goleak"
 
-	"github.com/infermesh/infermesh/breaker"
 	"github.com/infermesh/infermesh/llmclient"
 	"github.com/infermesh/infermesh/transport"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
-
-// The full policy's limits, the same for infermesh and failsafe-go.
-const (
-	overallTimeout = 30 * time.Second
-	perTryTimeout  = 10 * time.Second
-	maxAttempts    = 2
-	backoffInitial = 2 * time.Second
-	backoffMax     = 30 * time.Second
-)
-
-func noop(context.Context) (int, error) { return 1, nil }
-
-// policyCase is one in-process case: call runs the no-op through the policy once.
-type policyCase struct {
-	name string
-	new  func(perTry, overall time.Duration) (call func(ctx context.Context, fn func(context.Context) (int, error)) (int, error), err error)
-}
-
-func infermeshPolicy(perTry, overall time.Duration) (func(context.Context, func(context.Context) (int, error)) (int, error), error) {
-	p, err := breaker.New(breaker.Config{
-		Name:          "bench",
-		Timeout:       overall,
-		PerTryTimeout: perTry,
-		MaxAttempts:   maxAttempts,
-		Backoff:       breaker.Backoff{Initial: backoffInitial, Max: backoffMax},
-	})
-	if err != nil {
-		return nil, err
-	}
-	return func(ctx context.Context, fn func(context.Context) (int, error)) (int, error) {
-		return breaker.Do(ctx, p, fn)
-	}, nil
-}
-
-// failsafePolicies mirrors infermesh's layers: Timeout(Retry(CircuitBreaker(PerTryTimeout(fn)))),
-// with the same attempts and backoff, a 50% failure threshold over the last 20 calls, 30 s
-// open and 3 half-open calls, as breaker.Config's defaults.
-func failsafePolicies[R any](perTry, overall time.Duration, oneTimeout bool) []failsafe.Policy[R] {
-	rp := retrypolicy.NewBuilder[R]().WithMaxAttempts(maxAttempts).WithBackoff(backoffInitial, backoffMax).WithJitterFactor(0.5).Build()
-	cb := circuitbreaker.NewBuilder[R]().WithFailureThresholdRatio(10, 20).WithDelay(30 * time.Second).WithSuccessThreshold(3).Build()
-	if oneTimeout {
-		return []failsafe.Policy[R]{rp, cb, timeout.New[R](perTry)}
-	}
-	return []failsafe.Policy[R]{timeout.New[R](overall), rp, cb, timeout.New[R](perTry)}
-}
-
-func failsafeCase(oneTimeout bool) func(perTry, overall time.Duration) (func(context.Context, func(context.Context) (int, error)) (int, error), error) {
-	return func(perTry, overall time.Duration) (func(context.Context, func(context.Context) (int, error)) (int, error), error) {
-		ex := failsafe.With(failsafePolicies[int](perTry, overall, oneTimeout)...)
-		return func(_ context.Context, fn func(context.Context) (int, error)) (int, error) {
-			return ex.GetWithExecution(func(e failsafe.Execution[int]) (int, error) { return fn(e.Context()) })
-		}, nil
-	}
-}
-
-func policyCases() []policyCase {
-	return []policyCase{
-		{"bare", func(time.Duration, time.Duration) (func(context.Context, func(context.Context) (int, error)) (int, error), error) {
-			return func(ctx context.Context, fn func(context.Context) (int, error)) (int, error) { return fn(ctx) }, nil
-		}},
-		{"gobreaker", func(time.Duration, time.Duration) (func(context.Context, func(context.Context) (int, error)) (int, error), error) {
-			cb := gobreaker.NewCircuitBreaker[int](gobreaker.Settings{Name: "bench"})
-			return func(ctx context.Context, fn func(context.Context) (int, error)) (int, error) {
-				return cb.Execute(func() (int, error) { return fn(ctx) })
-			}, nil
-		}},
-		{"infermesh", infermeshPolicy},
-		{"failsafe-go", failsafeCase(false)},
-		{"failsafe-go-1timeout", failsafeCase(true)},
-	}
-}
 
 // BenchmarkTimeLimiterStdlib is a time limiter that returns at its deadline even when the
 // call ignores its context, built the usual way: a context.WithTimeout and a goroutine per
@@ -110,10 +35,10 @@ func BenchmarkTimeLimiterStdlib(b *testing.B) {
 	ctx := context.Background()
 	b.ReportAllocs()
 	for b.Loop() {
-		actx, cancel := context.WithTimeout(ctx, perTryTimeout)
+		actx, cancel := context.WithTimeout(ctx, PerTryTimeout)
 		done := make(chan struct{})
 		go func() {
-			_, _ = noop(actx)
+			_, _ = Noop(actx)
 			close(done)
 		}()
 		<-done
@@ -123,16 +48,16 @@ func BenchmarkTimeLimiterStdlib(b *testing.B) {
 
 // BenchmarkPolicy is the same no-op call through each in-process policy.
 func BenchmarkPolicy(b *testing.B) {
-	for _, pc := range policyCases() {
-		b.Run(pc.name, func(b *testing.B) {
-			call, err := pc.new(perTryTimeout, overallTimeout)
+	for _, pc := range PolicyCases() {
+		b.Run(pc.Name, func(b *testing.B) {
+			call, err := pc.New(PerTryTimeout, OverallTimeout)
 			if err != nil {
 				b.Fatal(err)
 			}
 			ctx := context.Background()
 			b.ReportAllocs()
 			for b.Loop() {
-				if v, err := call(ctx, noop); err != nil || v != 1 {
+				if v, err := call(ctx, Noop); err != nil || v != 1 {
 					b.Fatal(v, err)
 				}
 			}
@@ -145,22 +70,22 @@ func BenchmarkPolicy(b *testing.B) {
 // until its context ends is cut at the per-try timeout, retried, and the whole call ends by
 // the overall timeout.
 func TestPolicyCases(t *testing.T) {
-	for _, pc := range policyCases() {
-		call, err := pc.new(perTryTimeout, overallTimeout)
+	for _, pc := range PolicyCases() {
+		call, err := pc.New(PerTryTimeout, OverallTimeout)
 		if err != nil {
-			t.Fatalf("%s: %v", pc.name, err)
+			t.Fatalf("%s: %v", pc.Name, err)
 		}
-		if v, err := call(context.Background(), noop); err != nil || v != 1 {
-			t.Fatalf("%s: no-op = %v, %v", pc.name, v, err)
+		if v, err := call(context.Background(), Noop); err != nil || v != 1 {
+			t.Fatalf("%s: no-op = %v, %v", pc.Name, v, err)
 		}
 	}
-	for _, pc := range policyCases()[2:] {
-		t.Run(pc.name, func(t *testing.T) {
+	for _, pc := range PolicyCases()[2:] {
+		t.Run(pc.Name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				// Per try 1 s, overall 10 s: attempt 1 times out at 1 s, the backoff (at most 2 s)
 				// passes (failsafe-go: 2 s +-50% jitter, at most 3 s), attempt 2 times out 1 s later:
 				// at most 5 s in all, 2 calls.
-				call, err := pc.new(time.Second, 10*time.Second)
+				call, err := pc.New(time.Second, 10*time.Second)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -178,8 +103,8 @@ func TestPolicyCases(t *testing.T) {
 				if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, timeout.ErrExceeded) {
 					t.Errorf("err = %v, want a timeout", err)
 				}
-				if n := calls.Load(); n != maxAttempts {
-					t.Errorf("%d attempts, want %d", n, maxAttempts)
+				if n := calls.Load(); n != MaxAttempts {
+					t.Errorf("%d attempts, want %d", n, MaxAttempts)
 				}
 				if elapsed < 2*time.Second || elapsed > 5*time.Second {
 					t.Errorf("took %v, want between 2s and 5s", elapsed)
@@ -264,11 +189,11 @@ func httpCases() []httpCase {
 			if err != nil {
 				return nil, nil, err
 			}
-			rp := failsafehttp.NewRetryPolicyBuilder().WithMaxAttempts(maxAttempts).WithBackoff(backoffInitial, backoffMax).WithJitterFactor(0.5).Build()
+			rp := failsafehttp.NewRetryPolicyBuilder().WithMaxAttempts(MaxAttempts).WithBackoff(BackoffInitial, BackoffMax).WithJitterFactor(0.5).Build()
 			cb := circuitbreaker.NewBuilder[*http.Response]().
 				HandleIf(func(r *http.Response, err error) bool { return err != nil || (r != nil && r.StatusCode >= 500) }).
 				WithFailureThresholdRatio(10, 20).WithDelay(30 * time.Second).WithSuccessThreshold(3).Build()
-			rt := failsafehttp.NewRoundTripper(tr, timeout.New[*http.Response](overallTimeout), rp, cb, timeout.New[*http.Response](perTryTimeout))
+			rt := failsafehttp.NewRoundTripper(tr, timeout.New[*http.Response](OverallTimeout), rp, cb, timeout.New[*http.Response](PerTryTimeout))
 			return clientCall(&http.Client{Transport: rt}, url), tr.CloseIdleConnections, nil
 		}},
 		{"retryablehttp", func(url string) (func(context.Context) (string, error), func(), error) {
@@ -279,8 +204,8 @@ func httpCases() []httpCase {
 			rc := retryablehttp.NewClient()
 			rc.HTTPClient = &http.Client{Transport: tr}
 			rc.Logger = nil
-			rc.RetryMax = maxAttempts - 1
-			rc.RetryWaitMin, rc.RetryWaitMax = backoffInitial, backoffMax
+			rc.RetryMax = MaxAttempts - 1
+			rc.RetryWaitMin, rc.RetryWaitMax = BackoffInitial, BackoffMax
 			body := []byte(chatBody)
 			return func(ctx context.Context) (string, error) {
 				req, err := retryablehttp.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))

@@ -105,7 +105,7 @@ func runPath(ctx context.Context, cfg Config, rep *report.Report, up *upstream.H
 	defer set.StopAll(2 * time.Second)
 	var chain []*proc.Process // client-side hop first
 	for h := c0.Hops; h >= 1; h-- {
-		p, listen, err := startHop(ctx, proxies.Hop{Kind: c0.Proxy, Protocol: c0.Protocol, Upstream: target, Dir: dir,
+		p, listen, err := StartHop(ctx, proxies.Hop{Kind: c0.Proxy, Protocol: c0.Protocol, Upstream: target, Dir: dir,
 			Name: fmt.Sprintf("%s-hop%d-%d", c0.Protocol, h, done)}, bins[c0.Proxy])
 		if err != nil {
 			return fmt.Errorf("%s %s: %w", c0.Protocol, c0.Topology(), err)
@@ -156,9 +156,9 @@ func runPath(ctx context.Context, cfg Config, rep *report.Report, up *upstream.H
 	return errors.Join(errs...)
 }
 
-// startHop starts one proxy on a free port, trying again on another port if the first is
-// taken in the meantime. It returns the process and its listen address.
-func startHop(ctx context.Context, h proxies.Hop, bin string) (*proc.Process, string, error) {
+// StartHop starts one proxy on a free port (h.Listen is set here), trying again on another
+// port if the first is taken in the meantime. It returns the process and its listen address.
+func StartHop(ctx context.Context, h proxies.Hop, bin string) (*proc.Process, string, error) {
 	var last error
 	for range 3 {
 		port, err := proc.FreePort()

@@ -286,3 +286,41 @@ func TestWaitListening(t *testing.T) {
 		t.Error("closed port: want an error")
 	}
 }
+
+func TestStartPiped(t *testing.T) {
+	sh, err := exec.LookPath("sh")
+	if err != nil {
+		t.Skip("no sh")
+	}
+	ctx := context.Background()
+	t.Run("ready", func(t *testing.T) {
+		c, line, err := StartPiped(ctx, "echo", exec.Command(sh, "-c", "echo ready 1; read x; echo got $x; cat >/dev/null"), waitLimit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if line != "ready 1" {
+			t.Errorf("ready line %q", line)
+		}
+		fmt.Fprintln(c.In, "two")
+		if got, err := c.Out.ReadString('\n'); got != "got two\n" || err != nil {
+			t.Errorf("after the ready line: %q, %v", got, err)
+		}
+		c.In.Close() // the child's cat ends, then the child
+		waitFor(t, "exit after the input closed", c.Exited)
+		if err := c.Stop(time.Second); err != nil {
+			t.Error(err)
+		}
+	})
+	t.Run("no line", func(t *testing.T) {
+		_, _, err := StartPiped(ctx, "mute", exec.Command(sh, "-c", "exec sleep 60"), 100*time.Millisecond)
+		if err == nil || !strings.Contains(err.Error(), "mute: no ready line within 100ms; signal: terminated; stderr: ") {
+			t.Errorf("err = %v", err)
+		}
+	})
+	t.Run("early exit", func(t *testing.T) {
+		_, _, err := StartPiped(ctx, "failing", exec.Command(sh, "-c", "echo boom >&2; exit 3"), waitLimit)
+		if err == nil || err.Error() != "failing: EOF; exit status 3; stderr: boom\n" {
+			t.Errorf("err = %v", err)
+		}
+	})
+}

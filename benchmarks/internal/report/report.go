@@ -368,6 +368,11 @@ func (r *Report) Overheads() []Overhead {
 	return out
 }
 
+// BudgetFracOfHop is the project's latency budget for llmclient: through one proxy hop at
+// the same protocol, what it adds to the transport preset's p50 is at most this fraction of
+// what the hop adds over the direct path.
+const BudgetFracOfHop = 0.25
+
 // Goal is one stated goal, checked against the runs.
 type Goal struct {
 	Name   string
@@ -379,6 +384,8 @@ type Goal struct {
 //   - infermesh llmclient through one sidecar hop adds less than 5% p50 over the bare tuned
 //     client (the transport preset) through the same hop (HTTP/1.1, every proxy and
 //     concurrency);
+//   - the project's latency budget: what llmclient adds there is at most BudgetFracOfHop of
+//     what the hop itself adds to the transport preset's p50 over the direct path;
 //   - at concurrency 64 the infermesh transport beats the stdlib default client on p99 and
 //     on req/s (HTTP/1.1, where the pool size matters; every path measured at 64).
 func (r *Report) Goals() []Goal {
@@ -393,6 +400,14 @@ func (r *Report) Goals() []Goal {
 			Met:    o.AddedFrac < 0.05,
 			Detail: fmt.Sprintf("p50 %s -> %s µs (%s)", us(o.BaseP50), us(o.StackP50), pct(o.AddedFrac)),
 		})
+		if !math.IsNaN(o.FracOfHop) {
+			out = append(out, Goal{
+				Name: fmt.Sprintf("llmclient adds <= %.2f of one hop's p50, %s %s c=%d", BudgetFracOfHop, o.Protocol, o.Topology, o.Concurrency),
+				Met:  o.FracOfHop <= BudgetFracOfHop,
+				Detail: fmt.Sprintf("llmclient %+.0f µs over transport through the hop, the hop %+.0f µs over direct: %.2f",
+					o.Added, o.HopP50, o.FracOfHop),
+			})
+		}
 	}
 	for _, run := range r.Runs {
 		if run.Section != SectionHops || run.Client != "infermesh-transport" || run.Concurrency != 64 || run.Protocol != "http1" {

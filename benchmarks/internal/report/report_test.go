@@ -82,6 +82,8 @@ func TestOverheadsAndGoals(t *testing.T) {
 	want := map[string]bool{
 		"llmclient adds < 5% p50 over transport, http1 haproxy 1 hop c=1":      true,  // +2.6%
 		"llmclient adds < 5% p50 over transport, http1 haproxy 1 hop c=64":     false, // +20%
+		"llmclient adds <= 0.25 of one hop's p50, http1 haproxy 1 hop c=1":     true,  // 10 of 200
+		"llmclient adds <= 0.25 of one hop's p50, http1 haproxy 1 hop c=64":    false, // 500 of 500
 		"transport beats stdlib at c=64 on p99 and req/s, http1 haproxy 1 hop": true,
 	}
 	for name, w := range want {

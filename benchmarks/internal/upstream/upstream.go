@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -277,44 +276,14 @@ type Handle struct {
 // Start runs cmd (a program whose main calls Serve) as the upstream and waits for its ready
 // line. Stop the process with h.Proc.Stop (closing its input makes it exit by itself).
 func Start(ctx context.Context, cmd *exec.Cmd) (*Handle, error) {
-	in, err := cmd.StdinPipe()
+	c, line, err := proc.StartPiped(ctx, "upstream", cmd, 15*time.Second)
 	if err != nil {
 		return nil, err
 	}
-	outR, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, err
-	}
-	p, err := proc.Start("upstream", cmd)
-	if err != nil {
-		return nil, err
-	}
-	h := &Handle{Proc: p, in: in, out: bufio.NewReader(outR)}
-	type ready struct {
-		line string
-		err  error
-	}
-	ch := make(chan ready, 1)
-	go func() {
-		line, err := h.out.ReadString('\n')
-		ch <- ready{line, err}
-	}()
-	t := time.NewTimer(15 * time.Second)
-	defer t.Stop()
-	var r ready
-	select {
-	case r = <-ch:
-	case <-t.C:
-		r.err = errors.New("no ready line within 15s")
-	case <-ctx.Done():
-		r.err = ctx.Err()
-	}
-	if r.err == nil {
-		r.err = h.parseReady(r.line)
-	}
-	if r.err != nil {
-		_ = p.Stop(time.Second)
-		return nil, fmt.Errorf("upstream: %w; stderr: %s", r.err, p.Stderr())
+	h := &Handle{Proc: c.Process, in: c.In, out: c.Out}
+	if err := h.parseReady(line); err != nil {
+		_ = c.Stop(time.Second)
+		return nil, fmt.Errorf("upstream: %w; stderr: %s", err, c.Stderr())
 	}
 	return h, nil
 }
