@@ -48,13 +48,15 @@ func (c *call) attempt(parent context.Context, tg *target) (*http.Response, erro
 	return resp, nil
 }
 
-// attemptContext is an attempt's context: the run's, with the per-try limit for a
-// non-streamed call. A stream's attempt is bounded by its first-token timer instead.
+// attemptContext is an attempt's context: the run's, ended with a cause (the per-try
+// limit of a non-streamed call, the first-token or idle timer of a stream, the end of the
+// attempt). The per-try limit is a timer on that one context rather than a context of its
+// own: nothing reads an attempt's deadline, and each context level costs every call.
 func (c *call) attemptContext(parent context.Context) (context.Context, context.CancelCauseFunc) {
 	ctx, cancel := context.WithCancelCause(parent)
 	if pt := c.route.Policy.PerTryTimeout; pt > 0 && !c.info.Stream {
-		tctx, tcancel := context.WithTimeoutCause(ctx, pt, errAttemptTimeout)
-		return tctx, func(err error) { tcancel(); cancel(err) }
+		t := time.AfterFunc(pt, func() { cancel(errAttemptTimeout) })
+		return ctx, func(err error) { t.Stop(); cancel(err) }
 	}
 	return ctx, cancel
 }

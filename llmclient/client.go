@@ -195,7 +195,7 @@ type call struct {
 	}
 	obs    *tracing.Call
 	ctx    context.Context // the caller's context with the call's span and deadline
-	cancel context.CancelCauseFunc
+	cancel context.CancelFunc
 
 	attempts  atomic.Int32
 	judgedKey judgedKey
@@ -212,7 +212,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	if err, ok := t.judged.repeat(c); ok {
 		// An SDK retrying a call infermesh already failed: the same answer, at once.
-		c.cancel(nil)
+		c.cancel()
 		return nil, err
 	}
 	resp, err := c.run()
@@ -272,17 +272,16 @@ func (t *Transport) newCall(req *http.Request) (*call, error) {
 		obs.Content(llmwire.Prompt(c.op, body), "")
 	}
 	// A non-streamed call is bounded as a whole, fallback included; a stream only by
-	// MaxStreamDuration (its first-token and idle timeouts guard the rest). The cause
-	// a cancellation gives (an idle timeout of a fallback's stream, say) is kept.
-	stop := func() {}
+	// MaxStreamDuration (its first-token and idle timeouts guard the rest). One context
+	// does both jobs: the limit, and the end of the call's work when it is over.
 	switch {
 	case !c.info.Stream && c.route.overall() > 0:
-		ctx, stop = context.WithTimeoutCause(ctx, c.route.overall(), breaker.ErrTimeout)
+		c.ctx, c.cancel = context.WithTimeoutCause(ctx, c.route.overall(), breaker.ErrTimeout)
 	case c.info.Stream && c.route.Stream.MaxStreamDuration > 0:
-		ctx, stop = context.WithTimeoutCause(ctx, c.route.Stream.MaxStreamDuration, ErrMaxStreamDuration)
+		c.ctx, c.cancel = context.WithTimeoutCause(ctx, c.route.Stream.MaxStreamDuration, ErrMaxStreamDuration)
+	default:
+		c.ctx, c.cancel = context.WithCancel(ctx)
 	}
-	ctx, cancel := context.WithCancelCause(ctx)
-	c.ctx, c.cancel = ctx, func(err error) { cancel(err); stop() }
 	return c, nil
 }
 
@@ -364,7 +363,7 @@ func (c *call) succeeded(resp *http.Response) *http.Response {
 		return resp
 	}
 	c.remember(c.bufferedBody(resp))
-	c.cancel(nil)
+	c.cancel()
 	c.end()
 	c.obs.End(nil, "")
 	return resp

@@ -27,7 +27,7 @@ func (c *call) failed(resp *http.Response, err error) (*http.Response, error) {
 		err = fmt.Errorf("%w; %w", err, ferr)
 	}
 	c.obs.End(err, string(v.Class))
-	defer c.cancel(err)
+	defer c.cancel()
 	defer c.end()
 	var ae *APIError
 	if errors.As(err, &ae) {
@@ -76,13 +76,11 @@ func classify(err error) breaker.Verdict {
 // cancelOnClose ends a response's context when its body is closed.
 type cancelOnClose struct {
 	io.ReadCloser
-	cancel context.CancelCauseFunc
+	cancel context.CancelFunc
 }
 
 func (b *cancelOnClose) Close() error {
 	err := b.ReadCloser.Close()
-	b.cancel(errBodyClosed)
+	b.cancel()
 	return err
 }
-
-var errBodyClosed = errors.New("llmclient: response body closed")

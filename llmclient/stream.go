@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/infermesh/infermesh/breaker"
@@ -54,9 +55,9 @@ func (a *try) openStream(resp *http.Response, env mesh.Envoy) (*http.Response, e
 func (c *call) guardFallbackStream(resp *http.Response) *http.Response {
 	s := &streamBody{
 		c: c, body: resp.Body, src: newEventSource(resp, c.t.cfg.MaxEventBytes),
-		kind: llmwire.KindOf(c.op), ctx: c.ctx, cancel: c.cancel, committed: true,
+		kind: llmwire.KindOf(c.op), ctx: c.ctx, cancel: func(error) { c.cancel() }, committed: true,
 	}
-	s.idle = time.AfterFunc(time.Hour, func() { c.cancel(ErrIdleTimeout) })
+	s.idle = time.AfterFunc(time.Hour, func() { s.idled.Store(true); c.cancel() })
 	s.idle.Stop()
 	resp.Body = s
 	resp.ContentLength = -1
@@ -77,6 +78,7 @@ type streamBody struct {
 	span   *tracing.Attempt // nil for a fallback's stream
 	env    mesh.Envoy
 	idle   *time.Timer
+	idled  atomic.Bool // a fallback's stream ended by its idle timer (the call's context has no cause)
 
 	hideUsage bool // usage was requested by infermesh, not by the caller
 	committed bool // output has reached (or is queued for) the caller
@@ -239,6 +241,8 @@ func (s *streamBody) endError() error {
 	}
 	cause := context.Cause(s.ctx)
 	switch {
+	case s.idled.Load():
+		err = ErrIdleTimeout
 	case errors.Is(cause, ErrIdleTimeout), errors.Is(cause, ErrMaxStreamDuration):
 		err = cause
 	case s.c.ctx.Err() != nil:
@@ -289,7 +293,7 @@ func (s *streamBody) finish(err error) {
 		s.span.End(err, class)
 	}
 	s.c.obs.End(err, class)
-	s.c.cancel(io.EOF)
+	s.c.cancel()
 }
 
 // abandon ends a stream that lost a hedge race: its connection and its attempt, nothing
