@@ -70,6 +70,7 @@ type try struct {
 	span       *tracing.Attempt
 	start      time.Time
 	firstToken *time.Timer // a stream's first-token timeout; nil otherwise
+	release    func() bool // stops the AfterFunc that closes the body when ctx ends
 	hold       held        // the send's quota, until settled
 }
 
@@ -89,7 +90,7 @@ func (a *try) run() (*http.Response, error) {
 	// body too, so that a read blocked on an upstream that does not watch the
 	// request's context ends as well.
 	body := resp.Body
-	context.AfterFunc(a.ctx, func() { body.Close() })
+	a.release = context.AfterFunc(a.ctx, func() { body.Close() })
 	env := transport.ParseEnvoy(resp)
 	retryAfter, _ := transport.ParseRetryAfter(resp.Header, time.Now())
 	v := mesh.HTTPVerdict(resp.StatusCode, env, retryAfter)
@@ -130,6 +131,11 @@ func (a *try) explain(err error) error {
 // stream holds them.
 func (a *try) end(err error) {
 	a.settle(llmwire.Usage{}, false)
+	if a.release != nil && err == nil {
+		// The answer was read and its body closed: no goroutine needs to start to
+		// close it again when the context ends.
+		a.release()
+	}
 	a.cancel(err)
 	if a.span == nil {
 		return
@@ -154,7 +160,7 @@ func (c *call) attemptRequest(ctx context.Context, tg *target) *http.Request {
 	r.ContentLength = int64(len(body))
 	r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
 	if trace.SpanContextFromContext(ctx).IsValid() {
-		r.Header = r.Header.Clone()
+		r.Header = headerCopy(r.Header, 2)
 		c.t.inst.InjectHeader(ctx, r.Header)
 	}
 	return r
@@ -170,7 +176,7 @@ func (a *try) errorAnswer(resp *http.Response, env mesh.Envoy, v breaker.Verdict
 	if err != nil {
 		data = nil // the status says enough; a broken error body changes nothing
 	}
-	b, _ := llmwire.ParseBody(data)
+	b, _ := llmwire.ParseBody(data, false)
 	a.settle(llmwire.Usage{}, true)
 	if tg := a.tg; resp.StatusCode == http.StatusBadRequest && tg.injected && b.Error != nil &&
 		(b.Error.Param == "stream_options" || strings.Contains(b.Error.Message, "stream_options")) {
@@ -194,7 +200,7 @@ func (a *try) wholeAnswer(resp *http.Response, env mesh.Envoy) (*http.Response, 
 	var b llmwire.Body
 	var perr error
 	if json {
-		b, perr = llmwire.ParseBody(data) // the one parse of the body
+		b, perr = llmwire.ParseBody(data, c.obs != nil) // the one parse of the body
 	}
 	a.settle(b.Usage, err == nil)
 	switch {

@@ -167,7 +167,7 @@ func (c *call) backendTarget(b *backend) *target {
 		u.RawQuery = c.req.URL.RawQuery
 	}
 	u.RawPath = ""
-	h := c.req.Header.Clone()
+	h := headerCopy(c.req.Header, 2+len(b.Header))
 	if b.APIKey != "" || u.Host != c.req.URL.Host {
 		c.t.cfg.creds.Strip(h)
 	}
@@ -197,7 +197,7 @@ func (c *call) backendTarget(b *backend) *target {
 func (c *call) prepare(tg *target, model string) {
 	if name := c.t.cfg.modelHeader; name != "" && model != "" {
 		if tg.name == "" {
-			tg.header = tg.header.Clone()
+			tg.header = headerCopy(tg.header, 1)
 		}
 		tg.header.Set(name, model)
 	}

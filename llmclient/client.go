@@ -371,10 +371,11 @@ func (c *call) succeeded(resp *http.Response) *http.Response {
 
 // mark sets infermesh's headers on a response it returns.
 func (c *call) mark(h http.Header) {
-	h.Set(HeaderAttempts, strconv.Itoa(int(c.attempts.Load())))
-	h.Set(headerShouldRetry, "false")
+	// The names are canonical already: set without canonicalizing them on every call.
+	h[HeaderAttempts] = []string{strconv.Itoa(int(c.attempts.Load()))}
+	h[headerShouldRetry] = []string{"false"}
 	if c.served != nil && c.served.name != "" {
-		h.Set(HeaderBackend, c.served.name)
+		h[HeaderBackend] = []string{c.served.name}
 	}
 }
 

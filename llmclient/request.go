@@ -35,7 +35,11 @@ func readCapped(r io.Reader, size, limit int64) ([]byte, error) {
 	if size > limit {
 		return nil, errTooLarge
 	}
-	buf := make([]byte, 0, min(max(size+1, 512), limit+1)) // one more byte, to see the end
+	initial := int64(512) // a guess for a body of unknown length
+	if size >= 0 {
+		initial = size + 1 // one more byte, to see the end
+	}
+	buf := make([]byte, 0, min(initial, limit+1))
 	for {
 		if len(buf) == cap(buf) {
 			buf, _ = growCapped(buf, 1, limit+1) // room for the byte that says "too large"
@@ -92,8 +96,10 @@ func setBody(resp *http.Response, data []byte) {
 	b := &bufferedBody{data: data}
 	b.Reset(data)
 	resp.Body = b
-	resp.ContentLength = int64(len(data))
-	resp.Header.Set("Content-Length", strconv.Itoa(len(data)))
+	if resp.ContentLength != int64(len(data)) || resp.Uncompressed {
+		resp.ContentLength = int64(len(data))
+		resp.Header.Set("Content-Length", strconv.Itoa(len(data)))
+	}
 	resp.Uncompressed = false
 }
 
@@ -105,4 +111,16 @@ func mediaType(h http.Header) string {
 
 func isEventStream(resp *http.Response) bool {
 	return mediaType(resp.Header) == "text/event-stream"
+}
+
+// headerCopy returns a copy of h with room for extra more keys. The values are shared,
+// capped at their length, so that an Add to the copy never writes into h's arrays: a
+// RoundTripper must not change its caller's request, and copying every value of every
+// call would cost more than the call's own headers.
+func headerCopy(h http.Header, extra int) http.Header {
+	out := make(http.Header, len(h)+extra)
+	for k, v := range h {
+		out[k] = v[:len(v):len(v)]
+	}
+	return out
 }

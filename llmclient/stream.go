@@ -44,6 +44,7 @@ func (a *try) openStream(resp *http.Response, env mesh.Envoy) (*http.Response, e
 	s.idle = time.AfterFunc(time.Hour, func() { a.cancel(ErrIdleTimeout) })
 	s.idle.Stop()                   // armed only while the caller waits on the upstream
 	s.hold, a.hold = a.hold, held{} // the stream settles its quota when it ends
+	s.release = a.release
 	resp.Body = s
 	resp.ContentLength = -1
 	resp.Header.Del("Content-Length")
@@ -79,6 +80,9 @@ type streamBody struct {
 	env    mesh.Envoy
 	idle   *time.Timer
 	idled  atomic.Bool // a fallback's stream ended by its idle timer (the call's context has no cause)
+	// release stops the attempt's AfterFunc that closes the body when its context ends;
+	// nil for a fallback's stream.
+	release func() bool
 
 	hideUsage bool // usage was requested by infermesh, not by the caller
 	committed bool // output has reached (or is queued for) the caller
@@ -286,6 +290,9 @@ func (s *streamBody) finish(err error) {
 
 	s.idle.Stop()
 	s.body.Close()
+	if s.release != nil {
+		s.release() // closed above: nothing left for the attempt's AfterFunc to do
+	}
 	s.cancel(io.EOF)
 	s.c.settle(hold, usage, false)
 	s.c.remember(good)

@@ -32,7 +32,15 @@ func ParseEnvoy(resp *http.Response) Envoy {
 	if resp == nil {
 		return Envoy{}
 	}
-	e := mesh.ParseHeaders(resp.Header.Get)
+	// The names mesh asks for are canonical, as net/http stores them: index the map
+	// directly instead of canonicalizing each name again on every response.
+	h := resp.Header
+	e := mesh.ParseHeaders(func(key string) string {
+		if v := h[key]; len(v) > 0 {
+			return v[0]
+		}
+		return ""
+	})
 	if mesh.IsLocalReplyStatus(resp.StatusCode) && isTextPlain(resp.Header.Get("Content-Type")) &&
 		resp.Body != nil && resp.Body != http.NoBody {
 		e.ParseLocalReply(resp.StatusCode, string(peekBody(resp)))

@@ -21,7 +21,11 @@ type Body struct {
 // ParseBody reads a complete JSON response body of any operation. A body that is not
 // JSON is ErrMalformed; an empty body or one that is not an object is a Body with
 // nothing set.
-func ParseBody(data []byte) (Body, error) {
+//
+// With detail false it reads only what judging an answer and trueing up a quota need
+// (the error object and the usage) and leaves the choices unread; detail adds the
+// model, id, finish reasons and text, which only tracing records.
+func ParseBody(data []byte, detail bool) (Body, error) {
 	if !gjson.ValidBytes(data) {
 		return Body{}, ErrMalformed
 	}
@@ -30,7 +34,7 @@ func ParseBody(data []byte) (Body, error) {
 		return Body{}, nil
 	}
 	if doc.Get("object").String() == "response" {
-		return responseBody(doc), nil
+		return responseBody(doc, detail), nil
 	}
 	var b Body
 	doc.ForEach(func(k, v gjson.Result) bool {
@@ -39,6 +43,9 @@ func ParseBody(data []byte) (Body, error) {
 		}
 		switch k.Str {
 		case "choices":
+			if !detail {
+				return true
+			}
 			var ev Event
 			first := true
 			v.ForEach(func(_, ch gjson.Result) bool {
@@ -58,7 +65,7 @@ func ParseBody(data []byte) (Body, error) {
 }
 
 // responseBody reads a Responses API response object.
-func responseBody(r gjson.Result) Body {
+func responseBody(r gjson.Result, detail bool) Body {
 	var b Body
 	r.ForEach(func(k, v gjson.Result) bool {
 		if b.read(k.Str, v) {
@@ -70,7 +77,9 @@ func responseBody(r gjson.Result) Body {
 				b.FinishReasons = []string{v.Str}
 			}
 		case "output":
-			b.Text = outputText(v)
+			if detail {
+				b.Text = outputText(v)
+			}
 		}
 		return true
 	})

@@ -139,21 +139,22 @@ func chatChunk(doc gjson.Result, ev *Event) {
 }
 
 // chunkChoice reads one choice of a chunk into ev and reports whether it carries a
-// finish reason.
+// finish reason. It reads the choice once; its delta is read after, when the choice's
+// index (which tool calls carry) is known whatever the members' order.
 func chunkChoice(ch gjson.Result, ev *Event) (finished bool) {
-	index := int(ch.Get("index").Int())
-	if index != 0 {
-		ev.OtherChoice = true
-	}
+	index := 0
+	var d gjson.Result
 	ch.ForEach(func(k, v gjson.Result) bool {
 		switch k.Str {
+		case "index":
+			index = int(v.Int())
 		case "text": // legacy completions
 			if s := v.String(); s != "" {
 				ev.Output = true
 				ev.Text += s
 			}
 		case "delta", "message":
-			delta(v, index, ev)
+			d = v
 		case "finish_reason":
 			if v.Type == gjson.String && v.Str != "" {
 				ev.FinishReasons = append(ev.FinishReasons, v.Str)
@@ -162,6 +163,12 @@ func chunkChoice(ch gjson.Result, ev *Event) (finished bool) {
 		}
 		return true
 	})
+	if index != 0 {
+		ev.OtherChoice = true
+	}
+	if d.Exists() {
+		delta(d, index, ev)
+	}
 	return finished
 }
 
@@ -225,7 +232,7 @@ func responsesEvent(doc gjson.Result, name string, ev *Event) {
 		ev.Terminal = true
 		resp := doc.Get("response")
 		ev.Response = resp.Raw
-		b := responseBody(resp)
+		b := responseBody(resp, true)
 		ev.Model, ev.ID, ev.Usage, ev.FinishReasons = b.Model, b.ID, b.Usage, b.FinishReasons
 		if t == "response.failed" {
 			ev.Error = b.Error

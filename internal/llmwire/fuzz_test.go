@@ -117,8 +117,14 @@ func FuzzParseBody(f *testing.F) {
 	f.Add(`{"choices":[{"message":{"content":"ok"},"finish_reason":"stop"}],"usage":{"prompt_tokens":1}}`)
 	f.Add(`{"error":{"message":"bad","code":42}}`)
 	f.Add(`{"object":"response","status":"failed","error":null,"usage":{"input_tokens":1}}`)
+	f.Add(`{"error":null,"error":{"message":"x"}}`) // the last member wins, as in encoding/json
+	f.Add(`{"usage":{"total_tokens":1},"usage":{"total_tokens":2}}`)
 	f.Fuzz(func(t *testing.T, body string) {
-		b, err := llmwire.ParseBody([]byte(body))
+		b, err := llmwire.ParseBody([]byte(body), true)
+		lean, leanErr := llmwire.ParseBody([]byte(body), false)
+		if (err == nil) != (leanErr == nil) || (b.Error == nil) != (lean.Error == nil) || b.Usage != lean.Usage {
+			t.Fatalf("detail changed the verdict: %+v %v against %+v %v", b, err, lean, leanErr)
+		}
 		if err != nil {
 			if json.Valid([]byte(body)) {
 				t.Fatalf("valid JSON rejected: %v", err)

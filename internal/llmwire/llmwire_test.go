@@ -186,28 +186,36 @@ func TestParseEventResponses(t *testing.T) {
 
 func TestParseBody(t *testing.T) {
 	t.Parallel()
-	b, err := llmwire.ParseBody([]byte(`{"id":"chatcmpl-1","object":"chat.completion","model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"Hi"},"finish_reason":"stop"},{"index":1,"message":{"content":"Yo"},"finish_reason":"length"}],"usage":{"prompt_tokens":1,"completion_tokens":2,"total_tokens":3}}`))
+	b, err := llmwire.ParseBody([]byte(`{"id":"chatcmpl-1","object":"chat.completion","model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"Hi"},"finish_reason":"stop"},{"index":1,"message":{"content":"Yo"},"finish_reason":"length"}],"usage":{"prompt_tokens":1,"completion_tokens":2,"total_tokens":3}}`), true)
 	if err != nil || b.ID != "chatcmpl-1" || b.Text != "Hi" || len(b.FinishReasons) != 2 || b.Usage.Total != 3 || b.Error != nil {
 		t.Fatalf("chat %+v %v", b, err)
 	}
-	b, _ = llmwire.ParseBody([]byte(`{"object":"list","data":[],"model":"e","usage":{"prompt_tokens":8,"total_tokens":8}}`))
+	b, _ = llmwire.ParseBody([]byte(`{"object":"list","data":[],"model":"e","usage":{"prompt_tokens":8,"total_tokens":8}}`), true)
 	if b.Usage != (llmwire.Usage{Has: true, InputTokens: 8, OutputTokens: -1, Total: 8}) {
 		t.Fatalf("embeddings %+v", b.Usage)
 	}
-	b, _ = llmwire.ParseBody([]byte(`{"id":"resp_1","object":"response","status":"completed","error":null,"model":"m","output":[{"type":"reasoning"},{"type":"message","content":[{"type":"output_text","text":"He"},{"type":"output_text","text":"llo"}]}],"usage":{"input_tokens":1,"output_tokens":2,"total_tokens":3}}`))
+	b, _ = llmwire.ParseBody([]byte(`{"id":"resp_1","object":"response","status":"completed","error":null,"model":"m","output":[{"type":"reasoning"},{"type":"message","content":[{"type":"output_text","text":"He"},{"type":"output_text","text":"llo"}]}],"usage":{"input_tokens":1,"output_tokens":2,"total_tokens":3}}`), true)
 	if b.Error != nil || b.Text != "Hello" || b.FinishReasons[0] != "completed" || b.Usage.OutputTokens != 2 {
 		t.Fatalf("responses %+v", b)
 	}
-	b, _ = llmwire.ParseBody([]byte(`{"object":"response","status":"failed","error":{"code":"server_error","message":"x"}}`))
+	b, _ = llmwire.ParseBody([]byte(`{"object":"response","status":"failed","error":{"code":"server_error","message":"x"}}`), true)
 	if b.Error == nil || b.Error.Code != "server_error" {
 		t.Fatalf("failed response %+v", b)
 	}
-	b, _ = llmwire.ParseBody([]byte(`{"error":{"message":"m","type":"t","code":42,"param":"p"}}`))
+	b, _ = llmwire.ParseBody([]byte(`{"error":{"message":"m","type":"t","code":42,"param":"p"}}`), true)
 	if *b.Error != (llmwire.ErrorObject{Message: "m", Type: "t", Code: "42", Param: "p"}) {
 		t.Fatalf("error %+v", b.Error)
 	}
-	if _, err := llmwire.ParseBody([]byte(`{"choices":[`)); err == nil {
+	if _, err := llmwire.ParseBody([]byte(`{"choices":[`), true); err == nil {
 		t.Fatal("malformed body accepted")
+	}
+	// Without detail: the error and the usage only.
+	b, _ = llmwire.ParseBody([]byte(`{"id":"c","model":"m","choices":[{"message":{"content":"Hi"},"finish_reason":"stop"}],"usage":{"total_tokens":3}}`), false)
+	if b.Usage.Total != 3 || b.Text != "" || len(b.FinishReasons) != 0 || b.Error != nil {
+		t.Fatalf("chat without detail %+v", b)
+	}
+	if b, _ = llmwire.ParseBody([]byte(`{"object":"response","status":"failed"}`), false); b.Error == nil {
+		t.Fatalf("failed response without detail: no error")
 	}
 	for body, want := range map[string]string{
 		`{"error":"bad thing"}`:                                "bad thing",

@@ -12,7 +12,9 @@ import (
 const DefaultMaxEventSize = 1 << 20
 
 // initialBufferSize is the first buffer allocated; it grows by doubling up to the limit.
-const initialBufferSize = 4096
+// It holds a few events of an LLM stream (a chunk is a few hundred bytes): an open
+// stream keeps it for its whole life, under net/http's own 4 KiB reader.
+const initialBufferSize = 1024
 
 // maxEmptyReads is how many consecutive (0, nil) reads are tolerated, as bufio does.
 const maxEmptyReads = 100
