@@ -157,7 +157,7 @@ func observeEvent(call *tracing.Call, ev llmwire.Event) {
 
 // observeJSON records a whole response body as llmclient does.
 func observeJSON(call *tracing.Call, body string) {
-	b, err := llmwire.ParseBody([]byte(body))
+	b, err := llmwire.ParseBody([]byte(body), true)
 	if err != nil {
 		return
 	}
