@@ -25,6 +25,7 @@ import (
 	"github.com/infermesh/infermesh/grpcinfer"
 	"github.com/infermesh/infermesh/grpcinfer/oip"
 	pb "github.com/infermesh/infermesh/grpcinfer/oip/inferencepb"
+	"github.com/infermesh/infermesh/internal/cutlisten"
 )
 
 // grpcFault is what the chaos server does to a call.
@@ -56,7 +57,7 @@ type chaosModel struct {
 	fault atomic.Int32
 	calls atomic.Int64
 	opens perCall // server streams per call id
-	conns *connSet
+	conns *cutlisten.Listener
 }
 
 func (m *chaosModel) Metadata() oip.ModelMetadata {
@@ -91,37 +92,11 @@ func (m *chaosModel) strike(ctx context.Context, f grpcFault) error {
 	case gPanic:
 		panic("model bug")
 	case gConnReset:
-		m.conns.closeAll()
+		m.conns.Cut()
 		<-ctx.Done()
 		return ctx.Err()
 	}
 	return nil
-}
-
-// connSet tracks the server's connections so a fault can cut them.
-type connSet struct {
-	net.Listener
-	mu    sync.Mutex
-	conns []net.Conn
-}
-
-func (l *connSet) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err == nil {
-		l.mu.Lock()
-		l.conns = append(l.conns, c)
-		l.mu.Unlock()
-	}
-	return c, err
-}
-
-func (l *connSet) closeAll() {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	for _, c := range l.conns {
-		_ = c.Close()
-	}
-	l.conns = nil
 }
 
 // callIDKey is the request metadata that tags a logical call, so that every attempt of it,
@@ -259,7 +234,7 @@ func newGRPCRig(t *testing.T, bc breaker.Config) *grpcRig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cs := &connSet{Listener: lis}
+	cs := cutlisten.New(lis)
 	r := &grpcRig{model: &chaosModel{conns: cs}, done: make(chan struct{})}
 	sopts, err := grpcinfer.ServerOptions(grpcinfer.ServerConfig{MaxConcurrentCalls: 1024, ShedRetryAfter: 20 * time.Millisecond})
 	if err != nil {

@@ -130,43 +130,6 @@ func cpuTime() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-// canned is a Base transport that answers every request at once with a fixed
-// response, so that BenchmarkRoundTrip measures infermesh's own work per call
-// without a socket or a server in the figure.
-type canned struct {
-	body        []byte
-	contentType string
-}
-
-func (c canned) RoundTrip(req *http.Request) (*http.Response, error) {
-	if req.Body != nil {
-		_, _ = io.Copy(io.Discard, req.Body)
-		_ = req.Body.Close()
-	}
-	return &http.Response{
-		StatusCode: http.StatusOK, Status: "200 OK", Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
-		Header:        http.Header{"Content-Type": {c.contentType}},
-		Body:          io.NopCloser(bytes.NewReader(c.body)),
-		ContentLength: int64(len(c.body)),
-		Request:       req,
-	}, nil
-}
-
-const cannedChat = `{"id":"chatcmpl-1","object":"chat.completion","created":1717000000,"model":"gpt-4o-mini-2024-07-18",` +
-	`"choices":[{"index":0,"message":{"role":"assistant","content":"tok tok tok tok tok tok tok tok "},"finish_reason":"stop"}],` +
-	`"usage":{"prompt_tokens":9,"completion_tokens":8,"total_tokens":17}}`
-
-var cannedStream = func() string {
-	var s strings.Builder
-	for range 8 {
-		s.WriteString(`data: {"id":"chatcmpl-1","object":"chat.completion.chunk","created":1717000000,"model":"gpt-4o-mini-2024-07-18","choices":[{"index":0,"delta":{"content":"tok "},"finish_reason":null}],"usage":null}` + "\n\n")
-	}
-	s.WriteString(`data: {"id":"chatcmpl-1","object":"chat.completion.chunk","created":1717000000,"model":"gpt-4o-mini-2024-07-18","choices":[{"index":0,"delta":{},"finish_reason":"stop"}],"usage":null}` + "\n\n")
-	s.WriteString(`data: {"id":"chatcmpl-1","object":"chat.completion.chunk","created":1717000000,"model":"gpt-4o-mini-2024-07-18","choices":[],"usage":{"prompt_tokens":9,"completion_tokens":8,"total_tokens":17}}` + "\n\n")
-	s.WriteString("data: [DONE]\n\n")
-	return s.String()
-}()
-
 type namedClient struct {
 	name string
 	hc   *http.Client
@@ -209,9 +172,9 @@ func evictCaches() {
 
 func benchRoundTrip(b *testing.B, cold bool) {
 	for _, kind := range []string{"unary", "stream-usage"} {
-		base := canned{body: []byte(cannedChat), contentType: "application/json"}
+		var base http.RoundTripper = llmtest.CannedChat()
 		if kind != "unary" {
-			base = canned{body: []byte(cannedStream), contentType: "text/event-stream"}
+			base = llmtest.CannedStream()
 		}
 		for _, client := range bareAndInfermesh(b, base) {
 			b.Run(kind+"/"+client.name, func(b *testing.B) {
@@ -249,7 +212,7 @@ func BenchmarkRoundTripRaw(b *testing.B) {
 	content := strings.Repeat("the quick brown fox jumps over the lazy dog ", 22)
 	body := []byte(`{"max_tokens":64,"messages":[{"content":"You are a helpful assistant.","role":"system"},{"content":"` +
 		content + `","role":"user"}],"model":"gpt-4o-mini"}`)
-	for _, client := range bareAndInfermesh(b, canned{body: []byte(cannedChat), contentType: "application/json"}) {
+	for _, client := range bareAndInfermesh(b, llmtest.CannedChat()) {
 		b.Run(client.name, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {

@@ -1,7 +1,6 @@
 package budgets
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -12,6 +11,7 @@ import (
 	openai "github.com/sashabaranov/go-openai"
 
 	"github.com/infermesh/infermesh/llmclient"
+	"github.com/infermesh/infermesh/llmclient/llmtest"
 	"github.com/infermesh/infermesh/quota"
 )
 
@@ -19,50 +19,13 @@ import (
 // its quota by it.
 const cannedHost = "api.invalid"
 
-// canned is a Base transport that answers every request at once with a fixed response, so
-// that the socket-free cases measure the clients' own work per call with no socket and no
-// server in the figure.
-type canned struct {
-	body        []byte
-	contentType string
-}
-
-var _ http.RoundTripper = canned{}
-
-func (c canned) RoundTrip(req *http.Request) (*http.Response, error) {
-	if req.Body != nil {
-		_, _ = io.Copy(io.Discard, req.Body)
-		_ = req.Body.Close()
-	}
-	return &http.Response{
-		StatusCode: http.StatusOK, Status: "200 OK", Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
-		Header:        http.Header{"Content-Type": {c.contentType}},
-		Body:          io.NopCloser(bytes.NewReader(c.body)),
-		ContentLength: int64(len(c.body)),
-		Request:       req,
-	}, nil
-}
-
-// The canned answers: a chat completion of 8 tokens, and the same as a stream of 11 events
-// (8 content chunks, a finish chunk, a usage chunk and [DONE]).
-const (
-	cannedContent = "tok tok tok tok tok tok tok tok "
-	cannedChat    = `{"id":"chatcmpl-1","object":"chat.completion","created":1717000000,"model":"gpt-4o-mini-2024-07-18",` +
-		`"choices":[{"index":0,"message":{"role":"assistant","content":"` + cannedContent + `"},"finish_reason":"stop"}],` +
-		`"usage":{"prompt_tokens":9,"completion_tokens":8,"total_tokens":17}}`
-	chunkHead = `data: {"id":"chatcmpl-1","object":"chat.completion.chunk","created":1717000000,"model":"gpt-4o-mini-2024-07-18",`
-)
-
-var cannedStream = strings.Repeat(chunkHead+`"choices":[{"index":0,"delta":{"content":"tok "},"finish_reason":null}],"usage":null}`+"\n\n", 8) +
-	chunkHead + `"choices":[{"index":0,"delta":{},"finish_reason":"stop"}],"usage":null}` + "\n\n" +
-	chunkHead + `"choices":[],"usage":{"prompt_tokens":9,"completion_tokens":8,"total_tokens":17}}` + "\n\n" +
-	"data: [DONE]\n\n"
-
+// cannedBase is the socket-free upstream: llmtest's canned chat completion, or the same
+// answer as a stream of 11 events (8 content chunks, a finish chunk, a usage chunk, [DONE]).
 func cannedBase(stream bool) http.RoundTripper {
 	if stream {
-		return canned{body: []byte(cannedStream), contentType: "text/event-stream"}
+		return llmtest.CannedStream()
 	}
-	return canned{body: []byte(cannedChat), contentType: "application/json"}
+	return llmtest.CannedChat()
 }
 
 // newLLMClient returns llmclient's *http.Client over base, with lim as its Quota (nil: none).
@@ -105,7 +68,7 @@ func (s *sdk) unary(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if len(resp.Choices) != 1 || resp.Choices[0].Message.Content != cannedContent || resp.Usage.TotalTokens != 17 {
+	if len(resp.Choices) != 1 || resp.Choices[0].Message.Content != llmtest.CannedContent || resp.Usage.TotalTokens != 17 {
 		return fmt.Errorf("unexpected answer %+v", resp)
 	}
 	return nil
@@ -123,7 +86,7 @@ func (s *sdk) stream(ctx context.Context) error {
 	for range 100 {
 		chunk, err := st.Recv()
 		if errors.Is(err, io.EOF) {
-			if content.String() != cannedContent || usage == nil || usage.TotalTokens != 17 {
+			if content.String() != llmtest.CannedContent || usage == nil || usage.TotalTokens != 17 {
 				return fmt.Errorf("unexpected stream: content %q, usage %+v", content.String(), usage)
 			}
 			return nil

@@ -6,7 +6,6 @@ import (
 	"io"
 	"net"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -24,6 +23,7 @@ import (
 	"github.com/infermesh/infermesh/grpcinfer"
 	"github.com/infermesh/infermesh/grpcinfer/oip"
 	"github.com/infermesh/infermesh/grpcinfer/oip/inferencepb"
+	"github.com/infermesh/infermesh/internal/cutlisten"
 	"github.com/infermesh/infermesh/tracing"
 )
 
@@ -89,36 +89,9 @@ func prompt(text string) *oip.InferRequest {
 	return &oip.InferRequest{ModelName: "gen", ID: "req-7", Inputs: []oip.Tensor{oip.NewTensor("prompt", []int64{1}, [][]byte{[]byte(text)})}}
 }
 
-// cutListener remembers the connections it accepted so that a test can cut them, as a
-// crashing server or a sidecar resetting its upstream connection would.
-type cutListener struct {
-	net.Listener
-	mu    sync.Mutex
-	conns []net.Conn
-}
-
-func (l *cutListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err == nil {
-		l.mu.Lock()
-		l.conns = append(l.conns, c)
-		l.mu.Unlock()
-	}
-	return c, err
-}
-
-func (l *cutListener) cut() {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	for _, c := range l.conns {
-		c.Close()
-	}
-	l.conns = nil
-}
-
 // genServer serves a wordGen with the grpcinfer server preset (usage trailers) on a loopback
 // port whose connections the test may cut; dopts dial it.
-func genServer(t *testing.T, g *wordGen, scfg grpcinfer.ServerConfig, dopts ...grpc.DialOption) (*grpc.ClientConn, *cutListener) {
+func genServer(t *testing.T, g *wordGen, scfg grpcinfer.ServerConfig, dopts ...grpc.DialOption) (*grpc.ClientConn, *cutlisten.Listener) {
 	t.Helper()
 	srv, err := oip.NewServer(oip.ServerConfig{Models: []oip.Model{g}})
 	if err != nil {
@@ -132,7 +105,7 @@ func genServer(t *testing.T, g *wordGen, scfg grpcinfer.ServerConfig, dopts ...g
 	if err != nil {
 		t.Fatal(err)
 	}
-	lis := &cutListener{Listener: inner}
+	lis := cutlisten.New(inner)
 	return serveOn(t, lis, srv, sopts, dopts...), lis
 }
 
@@ -140,8 +113,8 @@ func genServer(t *testing.T, g *wordGen, scfg grpcinfer.ServerConfig, dopts ...g
 // returns it with a StreamClient that makes up to three attempts.
 func cutGen(t *testing.T, step func(cut func(), ctx context.Context, call int64, i int) error) (*wordGen, *oip.StreamClient) {
 	t.Helper()
-	var lis *cutListener
-	g := &wordGen{step: func(ctx context.Context, call int64, i int) error { return step(lis.cut, ctx, call, i) }}
+	var lis *cutlisten.Listener
+	g := &wordGen{step: func(ctx context.Context, call int64, i int) error { return step(lis.Cut, ctx, call, i) }}
 	cc, l := genServer(t, g, grpcinfer.ServerConfig{})
 	lis = l
 	return g, newStreamClient(t, cc, oip.StreamConfig{Policy: breaker.Config{MaxAttempts: 3}})

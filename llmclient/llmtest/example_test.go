@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"strings"
 	"time"
 
@@ -268,4 +269,30 @@ func ExampleWithRateLimit() {
 	// 429 requests left: 0 tokens left: 988
 	// requests rate_limit_exceeded
 	// {Admitted:1 LimitedRequests:1 LimitedTokens:0}
+}
+
+// Canned answers without a socket: a Base transport for benchmarks of a client's own
+// work per call.
+func ExampleCanned() {
+	hc := &http.Client{Transport: llmtest.CannedChat()}
+	resp, err := hc.Post("http://api.invalid/v1/chat/completions", "application/json", strings.NewReader(`{"model":"m"}`))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer resp.Body.Close()
+	var out struct {
+		Choices []struct {
+			Message struct{ Content string } `json:"message"`
+		} `json:"choices"`
+		Usage struct {
+			TotalTokens int `json:"total_tokens"`
+		} `json:"usage"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Printf("%q, %d tokens\n", out.Choices[0].Message.Content, out.Usage.TotalTokens)
+	// Output: "tok tok tok tok tok tok tok tok ", 17 tokens
 }
