@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel/trace"
@@ -72,6 +73,7 @@ type try struct {
 	firstToken *time.Timer // a stream's first-token timeout; nil otherwise
 	release    func() bool // stops the AfterFunc that closes the body when ctx ends
 	hold       held        // the send's quota, until settled
+	sent       *payload    // the request body sent; nil when there was none
 }
 
 // run sends the request and judges the reply.
@@ -80,7 +82,9 @@ func (a *try) run() (*http.Response, error) {
 	if err := a.admit(); err != nil {
 		return nil, err
 	}
-	resp, err := c.t.base.RoundTrip(c.attemptRequest(a.ctx, a.tg))
+	req, sent := c.attemptRequest(a.ctx, a.tg)
+	a.sent = sent
+	resp, err := c.t.base.RoundTrip(req)
 	if err != nil {
 		a.settle(llmwire.Usage{}, false) // it may have been sent
 		return nil, err
@@ -148,23 +152,76 @@ func (a *try) end(err error) {
 }
 
 // attemptRequest is the caller's request for one attempt to tg, with a fresh body and
-// ctx.
-func (c *call) attemptRequest(ctx context.Context, tg *target) *http.Request {
+// ctx, and the payload its body reads (nil when it has none).
+func (c *call) attemptRequest(ctx context.Context, tg *target) (*http.Request, *payload) {
 	r := c.req.WithContext(ctx) // a shallow copy: the header is shared until changed
 	if tg.name != "" {
 		r.URL, r.Host = tg.url, ""
 	}
 	r.Header = tg.header
-	body := tg.body
-	r.Body = io.NopCloser(bytes.NewReader(body)) // net/http sends this pair in one write
-	r.ContentLength = int64(len(body))
-	r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
+	var sent *payload
+	r.ContentLength = int64(len(tg.body))
+	if len(tg.body) == 0 {
+		r.Body, r.GetBody = http.NoBody, func() (io.ReadCloser, error) { return http.NoBody, nil }
+	} else {
+		sent = newPayload(tg.body)
+		r.Body = sent.reader()
+		r.GetBody = func() (io.ReadCloser, error) { return sent.reader(), nil }
+	}
 	if trace.SpanContextFromContext(ctx).IsValid() {
 		r.Header = headerCopy(r.Header, 2)
 		c.t.inst.InjectHeader(ctx, r.Header)
 	}
-	return r
+	return r, sent
 }
+
+// payload is the body an attempt sends. The attempt's request outlives the attempt (the
+// transport keeps it while the answer is read, and the caller's response points to it),
+// so a stream lets go of the bytes at its commit point, after which nothing is sent
+// again: an open stream then keeps no copy of its prompt.
+type payload struct {
+	data atomic.Pointer[[]byte] // nil once dropped
+}
+
+func newPayload(b []byte) *payload {
+	p := &payload{}
+	p.data.Store(&b)
+	return p
+}
+
+// drop lets go of the bytes; a reader made before or after reads no more of them.
+func (p *payload) drop() {
+	if p != nil {
+		p.data.Store(nil)
+	}
+}
+
+// reader returns a reader of the whole payload, as net/http's GetBody wants.
+func (p *payload) reader() io.ReadCloser { return &payloadReader{p: p} }
+
+// errPayloadDropped ends a read of a body that was let go of before it was all sent: the
+// upstream answered first.
+var errPayloadDropped = errors.New("llmclient: request body already answered")
+
+type payloadReader struct {
+	p   *payload
+	off int
+}
+
+func (r *payloadReader) Read(b []byte) (int, error) {
+	data := r.p.data.Load()
+	switch {
+	case data == nil:
+		return 0, errPayloadDropped
+	case r.off >= len(*data):
+		return 0, io.EOF
+	}
+	n := copy(b, (*data)[r.off:])
+	r.off += n
+	return n, nil
+}
+
+func (r *payloadReader) Close() error { return nil }
 
 // errorAnswer reads an error status's body and judges it. A strict server's 400 to the
 // stream_options infermesh added is answered by sending the request again without it,

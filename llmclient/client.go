@@ -360,6 +360,11 @@ func (c *call) tooLateForPrimary() error {
 func (c *call) succeeded(resp *http.Response) *http.Response {
 	c.mark(resp.Header)
 	if _, ok := resp.Body.(*streamBody); ok {
+		if c.t.cfg.Cache == nil && c.served != nil {
+			// Nothing reads the request body again: no retry, no fallback and no cache
+			// key once a stream is open, so it does not keep its prompt.
+			c.orig, c.served.orig, c.served.body = nil, nil, nil
+		}
 		return resp
 	}
 	c.remember(c.bufferedBody(resp))

@@ -41,6 +41,7 @@ func (a *try) openStream(resp *http.Response, env mesh.Envoy) (*http.Response, e
 		return nil, &attemptError{err: ErrFirstTokenTimeout, verdict: retryableTimeout}
 	}
 	a.observeFirst()
+	a.sent.drop() // committed: never sent again
 	s.idle = time.AfterFunc(time.Hour, func() { a.cancel(ErrIdleTimeout) })
 	s.idle.Stop()                   // armed only while the caller waits on the upstream
 	s.hold, a.hold = a.hold, held{} // the stream settles its quota when it ends
@@ -136,7 +137,7 @@ func (s *streamBody) prelude() error {
 		return s.c.newAPIError(http.StatusOK, nil, s.upstream, s.env, breaker.Verdict{}, true)
 	}
 	s.committed = true
-	s.pending = s.held
+	s.pending, s.held = s.held, nil
 	return nil
 }
 
@@ -203,6 +204,9 @@ func (s *streamBody) Read(p []byte) (int, error) {
 	}
 	n := copy(p, s.pending)
 	s.pending = s.pending[n:]
+	if len(s.pending) == 0 {
+		s.pending = nil // the held-back events go as soon as they are read
+	}
 	s.bytes += int64(n)
 	return n, nil
 }

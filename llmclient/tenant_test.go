@@ -496,3 +496,60 @@ func TestRouteTimeoutBoundsTheFallback(t *testing.T) {
 		t.Errorf("no time left: err %v after %v, %d fallback requests", err, time.Since(start), hits())
 	}
 }
+
+// TestOpenStreamKeepsNoCopyOfItsPrompt: once a stream is open (committed) nothing sends
+// its request again, so neither the call, nor the attempt's request the transport and the
+// caller's response keep, holds a copy of the prompt: besides the caller's own 4 MiB, an
+// open stream with a 4 MiB prompt holds far less than one more copy.
+func TestOpenStreamKeepsNoCopyOfItsPrompt(t *testing.T) {
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "text/event-stream")
+		_, _ = io.WriteString(w, "data: {\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\"}}]}\n\n"+
+			"data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"}}]}\n\n")
+		w.(http.Flusher).Flush()
+		select { // the stream stays open until the test is done
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	defer srv.Close()
+	defer close(release)
+	hc, err := llmclient.NewHTTPClient(llmclient.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hc.CloseIdleConnections()
+
+	const promptSize = 4 << 20
+	prompt := []byte(`{"model":"m","stream":true,"messages":[{"role":"user","content":"` +
+		strings.Repeat("x", promptSize) + `"}]}`)
+	var before, open runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	req, err := http.NewRequest(http.MethodPost, srv.URL+"/v1/chat/completions", bytes.NewReader(prompt))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := hc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	buf := make([]byte, 4096)
+	if n, err := resp.Body.Read(buf); err != nil || !bytes.Contains(buf[:n], []byte(`"Hi"`)) {
+		t.Fatalf("first read: %q, %v", buf[:n], err)
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&open)
+	held := int64(open.HeapAlloc) - int64(before.HeapAlloc)
+	t.Logf("heap held with the stream open: %.1f MiB for a %d MiB prompt", float64(held)/(1<<20), promptSize>>20)
+	if held > promptSize/2 {
+		t.Errorf("an open stream holds %.1f MiB more for a %d MiB prompt the caller holds: copies of the prompt are kept",
+			float64(held)/(1<<20), promptSize>>20)
+	}
+	runtime.KeepAlive(prompt)
+	runtime.KeepAlive(resp)
+}

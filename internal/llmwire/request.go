@@ -4,6 +4,7 @@ import (
 	"errors"
 	"math"
 	"strconv"
+	"strings"
 
 	"github.com/tidwall/gjson"
 	"github.com/tidwall/sjson"
@@ -40,7 +41,7 @@ func ParseRequest(body []byte) (Request, error) {
 	gjson.ParseBytes(body).ForEach(func(k, v gjson.Result) bool {
 		switch k.Str {
 		case "model":
-			r.Model = v.String()
+			r.Model = strings.Clone(v.String()) // not a view of the whole body
 		case "stream":
 			r.Stream = v.Type == gjson.True
 		case "stream_options":
