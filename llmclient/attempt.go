@@ -8,7 +8,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
-	"sync/atomic"
+	"sync"
 	"time"
 
 	"go.opentelemetry.io/otel/trace"
@@ -180,19 +180,18 @@ func (c *call) attemptRequest(ctx context.Context, tg *target) (*http.Request, *
 // so a stream lets go of the bytes at its commit point, after which nothing is sent
 // again: an open stream then keeps no copy of its prompt.
 type payload struct {
-	data atomic.Pointer[[]byte] // nil once dropped
+	mu   sync.Mutex
+	data []byte // nil once dropped
 }
 
-func newPayload(b []byte) *payload {
-	p := &payload{}
-	p.data.Store(&b)
-	return p
-}
+func newPayload(b []byte) *payload { return &payload{data: b} }
 
 // drop lets go of the bytes; a reader made before or after reads no more of them.
 func (p *payload) drop() {
 	if p != nil {
-		p.data.Store(nil)
+		p.mu.Lock()
+		p.data = nil
+		p.mu.Unlock()
 	}
 }
 
@@ -209,14 +208,15 @@ type payloadReader struct {
 }
 
 func (r *payloadReader) Read(b []byte) (int, error) {
-	data := r.p.data.Load()
+	r.p.mu.Lock()
+	defer r.p.mu.Unlock()
 	switch {
-	case data == nil:
+	case r.p.data == nil:
 		return 0, errPayloadDropped
-	case r.off >= len(*data):
+	case r.off >= len(r.p.data):
 		return 0, io.EOF
 	}
-	n := copy(b, (*data)[r.off:])
+	n := copy(b, r.p.data[r.off:])
 	r.off += n
 	return n, nil
 }
