@@ -47,9 +47,9 @@ func run(t *testing.T, hedge bool) figures {
 	synctest.Test(t, func(t *testing.T) {
 		slow := llmtest.Rule{Fault: llmtest.StallBeforeFirstChunk(slowFirst), Probability: slowShare}
 		a := llmtest.NewUnstartedServer(llmtest.WithChunks(4, "a "), llmtest.WithLatency(llmtest.Uniform(5*time.Millisecond, 15*time.Millisecond)),
-			llmtest.WithChunkInterval(llmtest.Fixed(5*time.Millisecond)), llmtest.WithSeed(1), llmtest.WithRules(slow))
+			llmtest.WithChunkInterval(llmtest.Fixed(5*time.Millisecond)), llmtest.WithRandomSource(1), llmtest.WithRules(slow))
 		b := llmtest.NewUnstartedServer(llmtest.WithChunks(4, "b "), llmtest.WithLatency(llmtest.Uniform(5*time.Millisecond, 15*time.Millisecond)),
-			llmtest.WithChunkInterval(llmtest.Fixed(5*time.Millisecond)), llmtest.WithSeed(2), llmtest.WithRules(slow))
+			llmtest.WithChunkInterval(llmtest.Fixed(5*time.Millisecond)), llmtest.WithRandomSource(2), llmtest.WithRules(slow))
 		defer a.Close()
 		defer b.Close()
 		ta, tb := a.Transport(), b.Transport()

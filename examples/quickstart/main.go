@@ -90,7 +90,7 @@ func run(ctx context.Context, out io.Writer, o options) error {
 // demo runs the scripted timeline and returns one row per phase.
 func demo(ctx context.Context, out io.Writer, o options) ([]row, error) {
 
-	primary := llmtest.NewServer(llmtest.WithSeed(7), llmtest.WithLatency(llmtest.Fixed(15*time.Millisecond)),
+	primary := llmtest.NewServer(llmtest.WithRandomSource(7), llmtest.WithLatency(llmtest.Fixed(15*time.Millisecond)),
 		llmtest.WithChunks(6, "resilient "), llmtest.WithChunkInterval(llmtest.Fixed(3*time.Millisecond)))
 	defer primary.Close()
 	local := llmtest.NewServer(llmtest.WithLatency(llmtest.Fixed(40*time.Millisecond)),

@@ -20,8 +20,8 @@
 // ([Request.Seq]): "chatcmpl-1", "cmpl-2", "resp_3" (its message "msg_3", or its function
 // call "fc_3" with call_id "call_3"), and x-request-id "req_3". Usage is deterministic: see
 // [CountTokens] for the formula. [WithChunks], [WithChunkInterval], [WithLatency] and
-// [WithEmbeddingDimension] shape the responses; latency may be [Fixed] or drawn from a seeded
-// [Distribution].
+// [WithEmbeddingDimension] shape the responses; latency may be [Fixed] or drawn from a
+// [Distribution] of the server's random source.
 //
 // A chat or Responses request with function tools whose tool_choice is "required" or names a
 // function is answered with a call of that function (the first function tool for
@@ -64,8 +64,8 @@
 //
 // Faults are scripted three ways, all safe to change while the server runs:
 // [Server.Enqueue] gives the next requests the listed faults in order; a [Phase] holds
-// [Rule]s that strike by path, a number of times, or with a probability drawn from a seeded
-// source ([WithSeed]), so runs repeat; [Server.SetPhase] switches phases at run time.
+// [Rule]s that strike by path, a number of times, or with a probability drawn from a fixed
+// source ([WithRandomSource]), so runs repeat; [Server.SetPhase] switches phases at run time.
 //
 //	srv := llmtest.NewServer()
 //	defer srv.Close()

@@ -69,7 +69,7 @@ func (s *Server) parseEmbedding(body []byte) (embeddingRequest, *apiError) {
 }
 
 // Embedding returns the vector the server answers for the string input s at the given
-// dimension: a deterministic unit vector seeded by a hash of s, so that equal inputs get
+// dimension: a deterministic unit vector drawn from a hash of s, so that equal inputs get
 // equal vectors and different inputs (almost surely) different ones.
 func Embedding(s string, dimension int) []float32 {
 	h := fnv.New64a()
@@ -89,8 +89,8 @@ func tokensEmbedding(tokens []int64, dimension int) []float32 {
 	return unitVector(h.Sum64(), dimension)
 }
 
-func unitVector(seed uint64, dimension int) []float32 {
-	r := rand.New(rand.NewPCG(seed, uint64(dimension)))
+func unitVector(key uint64, dimension int) []float32 {
+	r := rand.New(rand.NewPCG(key, uint64(dimension)))
 	v := make([]float32, dimension)
 	var norm float64
 	for i := range v {

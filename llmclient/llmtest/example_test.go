@@ -122,7 +122,7 @@ func ExampleStallBeforeFirstChunk() {
 
 // Rules strike by route, by count and by seeded chance; SetPhase switches them at run time.
 func ExampleServer_SetPhase() {
-	srv := llmtest.NewServer(llmtest.WithSeed(1))
+	srv := llmtest.NewServer(llmtest.WithRandomSource(1))
 	defer srv.Close()
 	srv.SetPhase(llmtest.Phase{Name: "brownout", Rules: []llmtest.Rule{
 		{Path: llmtest.PathChatCompletions, Fault: llmtest.Status(429).WithRetryAfter(2*time.Second, llmtest.RetryAfterSeconds), Count: 1},

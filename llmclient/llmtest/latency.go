@@ -6,7 +6,7 @@ import (
 	"time"
 )
 
-// A Distribution draws a duration from the server's seeded random source, so that a
+// A Distribution draws a duration from the server's random source (see [WithRandomSource]), so that a
 // sequence of requests sees the same delays on every run (given the same arrival order).
 // It is called with the server's lock held: it must be quick and must not call the server.
 // A negative result counts as 0.
@@ -37,13 +37,13 @@ func LogNormal(median time.Duration, sigma float64) Distribution {
 }
 
 // delayer draws delays from its own random source, so that latency draws never shift the
-// fault draws of the same seed. It is guarded by Server.mu.
+// fault draws of the same source. It is guarded by Server.mu.
 type delayer struct {
 	rng *rand.Rand
 }
 
-func newDelayer(seed uint64) *delayer {
-	return &delayer{rng: rand.New(rand.NewPCG(seed, 0x64656c6179))} // "delay"
+func newDelayer(source uint64) *delayer {
+	return &delayer{rng: rand.New(rand.NewPCG(source, 0x64656c6179))} // "delay"
 }
 
 // draw returns a delay from d (0 if d is nil), never negative.

@@ -11,7 +11,7 @@ const (
 	DefaultChunkText          = "hello "
 	DefaultEmbeddingDimension = 16
 	DefaultMaxBodyBytes       = 8 << 20
-	DefaultSeed               = 1
+	DefaultRandomSource       = 1
 )
 
 // DefaultModels returns the model ids GET /v1/models lists unless [WithModels] says
@@ -35,7 +35,7 @@ type optionFunc func(*config)
 func (f optionFunc) apply(c *config) { f(c) }
 
 type config struct {
-	seed         uint64
+	source       uint64
 	phase        Phase
 	latency      Distribution
 	interval     Distribution
@@ -56,7 +56,7 @@ type config struct {
 
 func defaultConfig() config {
 	return config{
-		seed:      DefaultSeed,
+		source:    DefaultRandomSource,
 		chunks:    DefaultChunks,
 		chunkText: DefaultChunkText,
 		dimension: DefaultEmbeddingDimension,
@@ -71,11 +71,11 @@ func (c *config) invalid(format string, args ...any) {
 	}
 }
 
-// WithSeed seeds the random sources of [Rule.Probability] draws and latency
-// [Distribution]s (default [DefaultSeed]). Two servers with the same seed, options and
-// request order make the same choices.
-func WithSeed(seed uint64) Option {
-	return optionFunc(func(c *config) { c.seed = seed })
+// WithRandomSource sets n as the start of the random sources of [Rule.Probability]
+// draws and latency [Distribution]s (default [DefaultRandomSource]). Two servers with the
+// same n, options and request order make the same choices.
+func WithRandomSource(n uint64) Option {
+	return optionFunc(func(c *config) { c.source = n })
 }
 
 // WithPhase sets the phase the server starts in (default: no rules, no faults).

@@ -16,7 +16,7 @@ type Rule struct {
 	// Count is the number of times the rule strikes before it is spent; 0 means no limit.
 	Count int
 	// Probability is the chance, from 0 to 1, that the rule strikes a matching request. The
-	// draw comes from the server's random source, seeded by [WithSeed], so that a sequence of
+	// draw comes from the server's random source, set by [WithRandomSource], so that a sequence of
 	// requests sees the same faults on every run. 0 means 1: the rule strikes every matching
 	// request (drop the rule to disable it).
 	Probability float64
@@ -58,8 +58,8 @@ type script struct {
 	fired []int // fired[i] counts the strikes of phase.Rules[i]
 }
 
-func newScript(seed uint64, p Phase) *script {
-	s := &script{rng: rand.New(rand.NewPCG(seed, 0x6c6c6d74657374))} // "llmtest"
+func newScript(source uint64, p Phase) *script {
+	s := &script{rng: rand.New(rand.NewPCG(source, 0x6c6c6d74657374))} // "llmtest"
 	s.setPhase(p)
 	return s
 }

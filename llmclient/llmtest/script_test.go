@@ -67,7 +67,7 @@ func TestRulesByRoute(t *testing.T) {
 func TestProbabilityIsReproducible(t *testing.T) {
 	t.Parallel()
 	run := func(seed uint64) []llmtest.Kind {
-		srv := llmtest.NewServer(llmtest.WithSeed(seed), llmtest.WithRules(
+		srv := llmtest.NewServer(llmtest.WithRandomSource(seed), llmtest.WithRules(
 			llmtest.Rule{Fault: llmtest.Status(503), Probability: 0.3},
 			llmtest.Rule{Fault: llmtest.EnvoyOverflow(), Probability: 0.2},
 		))

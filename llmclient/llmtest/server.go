@@ -76,8 +76,8 @@ func NewUnstartedServer(opts ...Option) *Server {
 		cfg:    cfg,
 		done:   make(chan struct{}),
 		mem:    newMemListener(),
-		script: newScript(cfg.seed, cfg.phase),
-		delays: newDelayer(cfg.seed),
+		script: newScript(cfg.source, cfg.phase),
+		delays: newDelayer(cfg.source),
 		limits: newLimiter(cfg.rateLimit),
 	}
 	var h http.Handler = http.HandlerFunc(s.serveHTTP)

@@ -198,7 +198,7 @@ func TestLatencyAndChunkInterval(t *testing.T) {
 func TestSeededLatencyRepeats(t *testing.T) {
 	run := func(seed uint64) (out []time.Duration) {
 		synctest.Test(t, func(t *testing.T) {
-			_, c := memServer(t, llmtest.WithSeed(seed), llmtest.WithLatency(llmtest.LogNormal(100*time.Millisecond, 0.5)))
+			_, c := memServer(t, llmtest.WithRandomSource(seed), llmtest.WithLatency(llmtest.LogNormal(100*time.Millisecond, 0.5)))
 			for range 5 {
 				start := time.Now()
 				if _, err := c.CreateChatCompletion(t.Context(), userChat("hi")); err != nil {

@@ -10,7 +10,7 @@
 // Over gRPC the same payloads travel as Open Inference Protocol ModelInfer requests ([Infer]):
 // a BYTES tensor holding the chat JSON, and FP32 tensors in raw_input_contents.
 //
-// The floats are drawn from a normal distribution with a fixed seed and carry full float32
+// The floats are drawn from a normal distribution from a fixed random source and carry full float32
 // precision: that is what embeddings and activations look like, and why they compress
 // poorly (ratio about 2 as JSON text, about 1.1 as raw float32).
 package payload

@@ -92,8 +92,8 @@ func Chat() []byte {
 	return build(1 + ChatBytes - len(b))
 }
 
-func normals(seed uint64, n int) []float32 {
-	r := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+func normals(source uint64, n int) []float32 {
+	r := rand.New(rand.NewPCG(source, source^0x9e3779b97f4a7c15))
 	out := make([]float32, n)
 	for i := range out {
 		out[i] = float32(r.NormFloat64() * 0.05)
